@@ -1,0 +1,1 @@
+"""Cross-node room messages over Redis pub/sub."""

@@ -1,0 +1,138 @@
+"""One `Config` for a node: documented defaults, overridable from `ENGINE_*` env and CLI flags.
+
+Every field carries its help text in its metadata; the CLI flags, the env names and the table in
+`docs/configuration.md` are generated from the dataclass, so a setting is described once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "ENGINE_"
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    # --- network -------------------------------------------------------------------------
+    host: str = _opt("127.0.0.1", "interface the viewer gateway and HTTP server bind to")
+    ws_port: int = _opt(8900, "viewer WebSocket port (0 picks a free one)")
+    http_port: int = _opt(8901, "HTTP port for /metrics and /healthz (0 picks a free one)")
+    public_ws_url: str = _opt(
+        "", "viewer URL to print and hand out (default ws://host:ws_port/v1/ws)"
+    )
+    # --- redis ---------------------------------------------------------------------------
+    redis_url: str = _opt(
+        "", "Redis to use, e.g. redis://10.0.0.5:6379/0; empty = launch a private redis-server"
+    )
+    data_dir: str = _opt("./var", "where the private redis-server keeps its data and logs")
+    node_id: str = _opt("", "this node's id in presence and logs (default host-pid-random)")
+    # --- identity ------------------------------------------------------------------------
+    token_keys: str = _opt(
+        "",
+        "HS256 key set as 'kid:secret,kid2:secret2' (secrets >= 32 bytes); "
+        "the token's kid header picks the key",
+    )
+    token_leeway_s: float = _opt(5.0, "clock skew allowed when checking exp/iat")
+    dev: bool = _opt(False, "development mode: generates a key set under data_dir if none given")
+    # --- protocol limits -----------------------------------------------------------------
+    max_message_bytes: int = _opt(4096, "largest client message accepted; larger -> too_large")
+    hard_message_bytes: int = _opt(65536, "a client message this large closes the socket (1009)")
+    max_danmaku_chars: int = _opt(200, "longest danmaku text, in characters")
+    max_likes_per_message: int = _opt(100, "most likes one `like` message may carry")
+    abuse_strikes: int = _opt(20, "protocol errors within abuse_window_s that close the socket")
+    abuse_window_s: float = _opt(10.0, "window for counting protocol errors")
+    handshake_timeout_s: float = _opt(10.0, "time a new socket has to finish the upgrade")
+    # --- fan-out -------------------------------------------------------------------------
+    chat_tick_ms: int = _opt(
+        100, "chat coalescing tick; 0 sends every chat message in a frame of its own at once"
+    )
+    chat_frame_max_messages: int = _opt(200, "a chat frame goes out early at this many messages")
+    chat_frame_max_bytes: int = _opt(32768, "a chat frame goes out early near this many bytes")
+    outbox_max_bytes: int = _opt(
+        262144, "bytes a slow viewer may have queued; chat is dropped first, then it is closed"
+    )
+    slow_consumer_timeout_s: float = _opt(
+        10.0, "a viewer continuously behind for this long is closed with slow_consumer"
+    )
+    heartbeat_interval_s: float = _opt(15.0, "server ping interval")
+    heartbeat_timeout_s: float = _opt(
+        45.0, "a viewer silent (no frame, no pong) this long is closed"
+    )
+    room_linger_s: float = _opt(
+        5.0, "keep a room's bus subscription this long after its last viewer"
+    )
+    # --- host events ---------------------------------------------------------------------
+    event_stream_maxlen: int = _opt(100_000, "approximate cap of each room's host event stream")
+    # --- logging -------------------------------------------------------------------------
+    log_level: str = _opt("info", "debug, info, warning or error")
+
+    # -- derived ------------------------------------------------------------------------------
+
+    def resolved_node_id(self) -> str:
+        return self.node_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+    def key_set(self) -> dict[str, bytes]:
+        """Parse `token_keys` into {kid: secret}; raises ValueError with the reason."""
+        keys: dict[str, bytes] = {}
+        for item in filter(None, (p.strip() for p in self.token_keys.split(","))):
+            kid, sep, secret = item.partition(":")
+            if not sep or not kid or not secret:
+                raise ValueError(f"token_keys entry {item!r} is not 'kid:secret'")
+            if len(secret.encode()) < 32:
+                raise ValueError(f"token key {kid!r} is shorter than 32 bytes")
+            keys[kid] = secret.encode()
+        return keys
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    # -- loading ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Defaults, then `ENGINE_<FIELD>` variables, then explicit overrides (e.g. CLI flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = parse_value(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = (
+        f.type
+        if isinstance(f.type, type)
+        else {"int": int, "float": float, "bool": bool}.get(str(f.type), str)
+    )
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return lowered in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except ValueError:
+        raise ValueError(
+            f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
+        ) from None
+
+
+def fields_doc() -> list[tuple[str, str, Any, str]]:
+    """(field, env name, default, help) for every setting, for the CLI and the docs."""
+    return [
+        (f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["help"])
+        for f in dataclasses.fields(Config)
+    ]

@@ -1,0 +1,99 @@
+"""Stable error codes: the same string reaches the client, the log and the metric.
+
+`docs/protocol.md` lists them; a code, once published, never changes meaning.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class ErrorCode(StrEnum):
+    # frames the client sent
+    BAD_FRAME = "bad_frame"  # not decodable in the negotiated codec, or not a map
+    UNKNOWN_TYPE = "unknown_type"  # `type` names no client message
+    BAD_FIELD = "bad_field"  # a field is missing, of the wrong type or out of range
+    TOO_LARGE = "too_large"  # message over max_message_bytes, or text over max_danmaku_chars
+    FORBIDDEN = "forbidden"  # the role may not do this (e.g. a viewer pinning)
+    RATE_LIMITED = "rate_limited"
+    UNKNOWN_PHRASE = "unknown_phrase"
+    # identity
+    BAD_TOKEN = "bad_token"
+    TOKEN_EXPIRED = "token_expired"
+    WRONG_ROOM = "wrong_room"
+    # connection lifecycle
+    SLOW_CONSUMER = "slow_consumer"
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    ABUSE = "abuse"
+    SHUTTING_DOWN = "shutting_down"
+    # server side
+    UNAVAILABLE = "unavailable"  # Redis unreachable; try again
+    INTERNAL = "internal"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the gateway uses (4000-4999 are ours by RFC 6455)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    BAD_TOKEN = 4001
+    TOKEN_EXPIRED = 4002
+    WRONG_ROOM = 4003
+    ABUSE = 4008
+    SLOW_CONSUMER = 4009
+    HEARTBEAT_TIMEOUT = 4010
+
+
+CLOSE_CODE_FOR: dict[ErrorCode, CloseCode] = {
+    ErrorCode.BAD_TOKEN: CloseCode.BAD_TOKEN,
+    ErrorCode.TOKEN_EXPIRED: CloseCode.TOKEN_EXPIRED,
+    ErrorCode.WRONG_ROOM: CloseCode.WRONG_ROOM,
+    ErrorCode.ABUSE: CloseCode.ABUSE,
+    ErrorCode.SLOW_CONSUMER: CloseCode.SLOW_CONSUMER,
+    ErrorCode.HEARTBEAT_TIMEOUT: CloseCode.HEARTBEAT_TIMEOUT,
+    ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,
+    ErrorCode.TOO_LARGE: CloseCode.MESSAGE_TOO_BIG,
+    ErrorCode.INTERNAL: CloseCode.INTERNAL_ERROR,
+    ErrorCode.UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+}
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose; carries a stable `code`."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str = "", *, code: ErrorCode | None = None) -> None:
+        super().__init__(message or (code or self.code).value)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ProtocolError(EngineError):
+    """A client message that is malformed, unknown or out of bounds.
+
+    `rid` is the request id the message carried, when it had a usable one, so that the error
+    frame can name the request it answers."""
+
+    code = ErrorCode.BAD_FRAME
+    rid: str | int | None = None
+
+
+class AuthError(EngineError):
+    """A token that is missing, bad, expired or for another room."""
+
+    code = ErrorCode.BAD_TOKEN
+
+
+class StoreUnavailable(EngineError):
+    """Redis could not be reached or timed out (translated from coredis/OS errors)."""
+
+    code = ErrorCode.UNAVAILABLE

@@ -1,0 +1,1 @@
+"""The host event stream: a capped Redis Stream per room, read with consumer groups."""

@@ -1,0 +1,1 @@
+"""Rooms on this node, the broadcaster policy and per-connection outboxes."""

@@ -1,0 +1,1 @@
+"""Room features. Each calls the `Store` and the bus; none touches a socket."""

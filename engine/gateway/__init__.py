@@ -1,0 +1,1 @@
+"""The viewer WebSocket gateway (socket I/O, wsproto)."""

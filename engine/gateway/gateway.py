@@ -1,0 +1,386 @@
+"""The viewer gateway: accepts sockets, upgrades them, verifies the token, joins the room, reads
+client frames, and keeps connections honest with heartbeats.
+
+I/O is raw non-blocking sockets driven by trio's `wait_readable`/`wait_writable`, wsproto for the
+WebSocket protocol. Each connection has one task (this module's `_serve_connection`); writes are
+synchronous from the fan-out loop, with a writer task only while a socket is behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import socket
+from typing import Any
+
+import structlog
+import trio
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    TextMessage,
+)
+
+from engine.config import Config
+from engine.errors import (
+    CLOSE_CODE_FOR,
+    AuthError,
+    ErrorCode,
+    ProtocolError,
+    StoreUnavailable,
+)
+from engine.fanout.outbox import FrameKind
+from engine.fanout.rooms import RoomRegistry
+from engine.features.popups import current_popup
+from engine.gateway.connection import CLOSE_GRACE_S, ViewerConnection, clip_reason
+from engine.gateway.dispatch import Dispatcher
+from engine.gateway.handshake import (
+    VIEWER_PATHS,
+    HandshakeFailed,
+    read_request,
+    reject,
+    send_all,
+    upgrade_params,
+)
+from engine.identity import TokenVerifier
+from engine.metrics import Metrics
+from engine.protocol import server
+from engine.protocol.client import Limits, decode_client_message
+from engine.protocol.wsframe import PING_FRAME, encode_frame
+from engine.stats import NodeStats
+from engine.store.store import Store, now_ms
+
+log = structlog.get_logger("engine.gateway")
+
+RECV_BYTES = 65536
+ACCEPT_BATCH = 256
+_INF = float("inf")
+
+
+def listen_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    sock = socket.create_server((host, port), backlog=4096, reuse_port=reuse_port)
+    sock.setblocking(False)
+    return sock
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        node_id: str,
+        verifier: TokenVerifier,
+        rooms: RoomRegistry,
+        store: Store,
+        dispatcher: Dispatcher,
+        stats: NodeStats,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.node_id = node_id
+        self.verifier = verifier
+        self.rooms = rooms
+        self.store = store
+        self.dispatcher = dispatcher
+        self.stats = stats
+        self.metrics = metrics
+        self.limits = Limits(
+            max_message_bytes=config.max_message_bytes,
+            max_text_chars=config.max_danmaku_chars,
+            max_likes=config.max_likes_per_message,
+        )
+        self.connections: dict[ViewerConnection, None] = {}
+        self._conn_ids = itertools.count(1)
+        self._nursery: trio.Nursery | None = None
+
+    # --- serving -------------------------------------------------------------------------
+
+    async def serve(
+        self,
+        sock: socket.socket | None = None,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept viewers until cancelled; `started(port)` once listening."""
+        lsock = sock or listen_socket(self.config.host, self.config.ws_port)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._heartbeat_loop)
+                task_status.started(lsock.getsockname()[1])
+                await self._accept_loop(lsock, nursery)
+        finally:
+            lsock.close()
+
+    async def _accept_loop(self, lsock: socket.socket, nursery: trio.Nursery) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(lsock)
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    sock, addr = lsock.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        log.error("accept failed: out of resources", error=str(exc))
+                        await trio.sleep(0.1)
+                        break
+                    raise
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                nursery.start_soon(self._serve_connection, sock, addr)
+
+    def start_writer(self, conn: ViewerConnection) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(conn.drain)
+
+    # --- one connection ------------------------------------------------------------------
+
+    async def _serve_connection(self, sock: socket.socket, addr: Any) -> None:
+        conn: ViewerConnection | None = None
+        try:
+            with trio.CancelScope(
+                deadline=trio.current_time() + self.config.handshake_timeout_s
+            ) as scope:
+                conn = await self._upgrade(sock, addr, scope)
+                if conn is not None:
+                    scope.deadline = _INF
+                    structlog.contextvars.bind_contextvars(
+                        conn=conn.conn_id, room=conn.identity.room, user=conn.identity.user
+                    )
+                    await self._join(conn)
+                    await self._read_loop(conn)
+        except HandshakeFailed as exc:
+            log.debug("handshake failed", peer=str(addr), error=str(exc))
+        except StoreUnavailable as exc:
+            log.warning("redis unavailable while serving a viewer", error=str(exc))
+            if conn is not None:
+                conn.close(ErrorCode.UNAVAILABLE, "try again")
+        finally:
+            if conn is not None:
+                await self._cleanup(conn)
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+    async def _upgrade(
+        self, sock: socket.socket, addr: Any, scope: trio.CancelScope
+    ) -> ViewerConnection | None:
+        handshake, request = await read_request(sock)
+        params = upgrade_params(request)
+        if params.path not in VIEWER_PATHS:
+            await reject(sock, handshake, 404)
+            return None
+        accept = handshake.send(AcceptConnection(subprotocol=params.subprotocol))
+        ws = handshake.connection
+        assert ws is not None
+        await send_all(sock, accept)
+        try:
+            identity = self.verifier.verify(params.token, params.room)
+        except AuthError as exc:
+            self.metrics.connections_refused.labels(exc.code.value).inc()
+            log.info("viewer refused", code=exc.code.value, reason=exc.message, peer=str(addr))
+            reason = clip_reason(f"{exc.code.value}: {exc.message}")
+            frame = ws.send(CloseConnection(int(CLOSE_CODE_FOR[exc.code]), reason))
+            await send_all(sock, frame)
+            await _await_close_reply(sock, ws)
+            return None
+        conn_id = f"{self.node_id}.{next(self._conn_ids):x}"
+        return ViewerConnection(self, sock, ws, params.codec, identity, conn_id, scope)
+
+    async def _join(self, conn: ViewerConnection) -> None:
+        identity = conn.identity
+        room = await self.rooms.join(identity.room, conn)
+        conn.room = room
+        self.connections[conn] = None
+        self.stats.connections += 1
+        online = await self.store.presence(
+            room.id,
+            self.node_id,
+            joined=True,
+            data={"user": identity.user, "conn": conn.conn_id, "node": self.node_id,
+                  "device": identity.device, "role": identity.role.value},
+        )  # fmt: skip
+        conn.counted = True
+        conn.joined_at = trio.current_time()
+        _, state = await self.store.snapshot(room.id)
+        room.seed(state.get("likes", 0), state.get("phrases"))
+        room.broadcaster.set_online(online)
+        snapshot = server.snapshot(
+            online=online,
+            likes=max(room.broadcaster.likes, state.get("likes", 0)),
+            pinned=state.get("pinned"),
+            popup=current_popup(state.get("popup"), now_ms()),
+            phrases=state.get("phrases") or [],
+        )
+        welcome = server.welcome(
+            room=room.id,
+            user=identity.user,
+            role=identity.role.value,
+            conn=conn.conn_id,
+            node=self.node_id,
+            snapshot=snapshot,
+            heartbeat_s=self.config.heartbeat_interval_s,
+            limits={"max_message_bytes": self.limits.max_message_bytes,
+                    "max_text_chars": self.limits.max_text_chars,
+                    "max_likes": self.limits.max_likes},
+        )  # fmt: skip
+        conn.release(encode_frame(conn.codec, welcome))
+        log.info("viewer joined", online=online, codec=conn.codec.name, role=identity.role.value)
+
+    async def _read_loop(self, conn: ViewerConnection) -> None:
+        sock, ws, limits = conn.sock, conn.ws, self.limits
+        hard_limit = self.config.hard_message_bytes
+        parts: list[str | bytes] = []
+        size, oversize = 0, False
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                data = sock.recv(RECV_BYTES)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            conn.last_seen = trio.current_time()
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, TextMessage | BytesMessage):
+                    chunk: str | bytes = (
+                        event.data if isinstance(event.data, str) else bytes(event.data)
+                    )
+                    size += len(chunk.encode()) if isinstance(chunk, str) else len(chunk)
+                    if size > hard_limit:
+                        conn.close(ErrorCode.TOO_LARGE, f"message over {hard_limit} bytes")
+                        return
+                    if size > limits.max_message_bytes:
+                        oversize = True
+                        parts.clear()
+                    else:
+                        parts.append(chunk)
+                    if not event.message_finished:
+                        continue
+                    if oversize:
+                        self._client_error(
+                            conn,
+                            ProtocolError(
+                                f"message over {limits.max_message_bytes} bytes",
+                                code=ErrorCode.TOO_LARGE,
+                            ),
+                        )
+                    elif not conn.closing:
+                        body = parts[0] if len(parts) == 1 else _join(parts)
+                        await self._on_message(conn, body)
+                    parts, size, oversize = [], 0, False
+                elif isinstance(event, Ping):
+                    conn.send_now(ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        conn.close_normally("client closed")
+                    elif ws.state is not ConnectionState.CLOSED:  # a frame wsproto could not parse
+                        self.metrics.client_errors.labels(ErrorCode.BAD_FRAME.value).inc()
+                        conn.send_close(event.code, f"bad_frame: {event.reason}", "bad_frame")
+                    return
+
+    async def _on_message(self, conn: ViewerConnection, body: str | bytes) -> None:
+        room = conn.room
+        assert room is not None
+        try:
+            message = decode_client_message(conn.codec, body, self.limits)
+        except ProtocolError as exc:
+            self._client_error(conn, exc)
+            return
+        self.metrics.messages_in.labels(message.type).inc()
+        try:
+            await self.dispatcher.handle(conn, room, message)
+        except ProtocolError as exc:
+            exc.rid = message.rid
+            self._client_error(conn, exc)
+        except StoreUnavailable as exc:
+            log.warning("redis unavailable", error=str(exc), rid=message.rid)
+            conn.send_now(
+                encode_frame(
+                    conn.codec, server.error(ErrorCode.UNAVAILABLE, "try again", message.rid)
+                )
+            )
+
+    def _client_error(self, conn: ViewerConnection, exc: ProtocolError) -> None:
+        """Answer a bad message with its error code; close the connection if it keeps at it."""
+        self.metrics.client_errors.labels(exc.code.value).inc()
+        log.info("client error", code=exc.code.value, reason=exc.message, rid=exc.rid)
+        conn.send_now(encode_frame(conn.codec, server.error(exc.code, exc.message, exc.rid)))
+        now = trio.current_time()
+        if now - conn.strikes_since > self.config.abuse_window_s:
+            conn.strikes, conn.strikes_since = 0, now
+        conn.strikes += 1
+        if conn.strikes > self.config.abuse_strikes:
+            conn.close(ErrorCode.ABUSE, "too many bad messages")
+
+    async def _cleanup(self, conn: ViewerConnection) -> None:
+        """Leave the room at once; flush a pending close frame briefly; record the leave."""
+        room = conn.room
+        if room is not None:
+            self.rooms.leave(room, conn)
+        if self.connections.pop(conn, 0) is None:
+            self.stats.connections -= 1
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_GRACE_S):
+                while conn.outbox is not None and not conn.outbox.empty and conn.closing:
+                    await trio.sleep(0.01)
+            if room is not None and conn.counted:
+                watch_ms = int((trio.current_time() - conn.joined_at) * 1000)
+                reason = conn.close_reason or "disconnected"
+                data = {"user": conn.identity.user, "conn": conn.conn_id, "node": self.node_id,
+                        "watch_ms": watch_ms, "reason": reason}  # fmt: skip
+                with trio.move_on_after(2):
+                    try:
+                        await self.store.presence(room.id, self.node_id, joined=False, data=data)
+                    except StoreUnavailable as exc:
+                        log.warning("viewer.left not recorded", error=str(exc))
+                log.info("viewer left", watch_ms=watch_ms, reason=data["reason"])
+
+    # --- heartbeats ----------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval, timeout = self.config.heartbeat_interval_s, self.config.heartbeat_timeout_s
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            for conn in list(self.connections):
+                if now - conn.last_seen > timeout:
+                    conn.close(ErrorCode.HEARTBEAT_TIMEOUT, f"silent for {timeout:g}s")
+                else:
+                    conn.deliver(PING_FRAME, FrameKind.COUNTER, "ping")
+
+    async def close_all(self, code: ErrorCode, reason: str) -> None:
+        for conn in list(self.connections):
+            conn.close(code, reason)
+
+
+def _join(parts: list[str | bytes]) -> str | bytes:
+    if isinstance(parts[0], str):
+        return "".join(parts)  # type: ignore[arg-type]
+    return b"".join(parts)  # type: ignore[arg-type]
+
+
+async def _await_close_reply(sock: socket.socket, ws: Any) -> None:
+    """After closing a refused viewer, read until its close reply (or a short timeout) so the
+    close code reaches it instead of being lost to a connection reset."""
+    with trio.move_on_after(1.0):
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                data = sock.recv(4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, CloseConnection):
+                    return

@@ -1,0 +1,203 @@
+"""`Engine`: one node. Wires the store, the bus and rooms, the features, the viewer gateway and the
+HTTP side, and runs them in one nursery: `await nursery.start(engine.serve)` inside any Trio
+program, and cancelling that nursery shuts the node down."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+
+from engine.config import Config
+from engine.devkeys import resolve_keys
+from engine.errors import ErrorCode
+from engine.fanout.rooms import RoomRegistry
+from engine.features.chat import Chat
+from engine.features.likes import LikeCounter
+from engine.features.popups import Popups
+from engine.gateway.dispatch import Dispatcher
+from engine.gateway.gateway import Gateway
+from engine.http import build_app, serve_http
+from engine.identity import Role, TokenVerifier, mint_token
+from engine.metrics import Metrics
+from engine.stats import NodeStats
+from engine.store.devredis import private_redis
+from engine.store.store import Store, open_redis
+
+log = structlog.get_logger("engine")
+
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    """Where a running node listens."""
+
+    node_id: str
+    ws_url: str
+    http_url: str
+    ws_port: int
+    http_port: int
+    redis_url: str
+
+
+@dataclass(slots=True)
+class _Services:
+    store: Store
+    chat: Chat
+    popups: Popups
+    likes: LikeCounter
+    gateway: Gateway
+    rooms: RoomRegistry
+
+
+class Engine:
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config if config is not None else Config.from_env()
+        self.node_id = self.config.resolved_node_id()
+        self.keys = resolve_keys(self.config)
+        self.verifier = TokenVerifier(self.keys, self.config.token_leeway_s)
+        self.stats = NodeStats()
+        self.metrics = Metrics(self.stats)
+        self.address: NodeAddress | None = None
+        self._services: _Services | None = None
+        self._services_scope: trio.CancelScope | None = None
+
+    async def serve(
+        self,
+        *,
+        ws_socket: socket.socket | None = None,
+        task_status: trio.TaskStatus[NodeAddress] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the node until cancelled. `started()` gets its `NodeAddress` once it accepts.
+
+        Cancellation is turned into an orderly stop: the services are cancelled first, while
+        Redis is still open, so viewers' leaves and pending likes are recorded; then Redis (and a
+        private redis-server) go. The whole stop is bounded by SHUTDOWN_TIMEOUT_S."""
+        async with trio.open_nursery() as nursery:
+            shield = trio.CancelScope(shield=True)
+            address = await nursery.start(self._serve_shielded, shield, ws_socket)
+            task_status.started(address)
+            try:
+                await trio.sleep_forever()
+            finally:
+                shield.deadline = trio.current_time() + SHUTDOWN_TIMEOUT_S
+                if self._services_scope is not None:
+                    self._services_scope.cancel()
+
+    async def _serve_shielded(
+        self,
+        shield: trio.CancelScope,
+        ws_socket: socket.socket | None,
+        *,
+        task_status: trio.TaskStatus[NodeAddress] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with shield:
+            await self._serve(ws_socket, task_status)
+
+    async def _serve(
+        self, ws_socket: socket.socket | None, task_status: trio.TaskStatus[NodeAddress]
+    ) -> None:
+        config = self.config
+        async with AsyncExitStack() as stack:
+            redis_url = config.redis_url or await stack.enter_async_context(
+                private_redis(f"{config.data_dir}/redis")
+            )
+            redis = await stack.enter_async_context(open_redis(redis_url))
+            store = Store(redis, event_maxlen=config.event_stream_maxlen)
+            await store.load_scripts()
+            rooms = RoomRegistry(config, store, self.stats, self.metrics)
+            chat = Chat(store, self.node_id, config.max_danmaku_chars)
+            likes = LikeCounter(store, rooms.tick_s)
+            gateway = Gateway(
+                config,
+                node_id=self.node_id,
+                verifier=self.verifier,
+                rooms=rooms,
+                store=store,
+                dispatcher=Dispatcher(chat, likes),
+                stats=self.stats,
+                metrics=self.metrics,
+            )
+            self._services = _Services(store, chat, Popups(store), likes, gateway, rooms)
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._services_scope = nursery.cancel_scope
+                    await nursery.start(rooms.run)
+                    await nursery.start(likes.run)
+                    ws_port = await nursery.start(gateway.serve, ws_socket)
+                    app = build_app(self.metrics, self._health)
+                    http_port = await nursery.start(serve_http, app, config.host, config.http_port)
+                    self.address = _address(config, self.node_id, ws_port, http_port, redis_url)
+                    log.info("engine node started", **_public(self.address))
+                    task_status.started(self.address)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await likes.flush()  # likes taken but not yet added are not lost
+                self._services = None
+                self._services_scope = None
+                self.address = None
+                log.info("engine node stopped", node=self.node_id)
+
+    # --- internal API (the control plane will expose these) --------------------------------
+
+    def _running(self) -> _Services:
+        if self._services is None:
+            raise RuntimeError("the engine is not running: start Engine.serve first")
+        return self._services
+
+    async def push_popup(
+        self, room: str, kind: str, data: dict[str, Any], *, ttl_s: float | None = None
+    ) -> dict[str, Any]:
+        """Show a popup to every viewer of `room` now (and to later joiners while it lasts)."""
+        return await self._running().popups.push(room, kind, data, ttl_s=ttl_s)
+
+    async def pin(self, room: str, text: str) -> dict[str, Any]:
+        return await self._running().chat.pin(room, text)
+
+    async def unpin(self, room: str) -> None:
+        await self._running().chat.unpin(room)
+
+    async def set_quick_phrases(self, room: str, phrases: list[str]) -> list[dict[str, Any]]:
+        return await self._running().chat.set_phrases(room, phrases)
+
+    async def close_viewers(self, code: ErrorCode = ErrorCode.SHUTTING_DOWN) -> None:
+        await self._running().gateway.close_all(code, "server closing")
+
+    def mint_token(self, user: str, room: str, role: Role | str = Role.VIEWER, **kw: Any) -> str:
+        """Sign a token with this node's first key (dev tooling and tests; hosts sign their own)."""
+        return mint_token(self.keys, user=user, room=room, role=role, **kw)
+
+    async def _health(self) -> dict[str, object]:
+        services = self._services
+        if services is None:
+            return {"ok": False, "node": self.node_id, "redis": "not running"}
+        try:
+            with trio.move_on_after(1):
+                await services.store.ping()
+                return {"ok": True, "node": self.node_id, "connections": self.stats.connections}
+        except Exception as exc:  # health reports any failure rather than raising it
+            return {"ok": False, "node": self.node_id, "redis": str(exc)}
+        return {"ok": False, "node": self.node_id, "redis": "timeout"}
+
+
+def _address(
+    config: Config, node_id: str, ws_port: int, http_port: int, redis_url: str
+) -> NodeAddress:
+    host = config.host if config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return NodeAddress(
+        node_id=node_id,
+        ws_url=config.public_ws_url or f"ws://{host}:{ws_port}/v1/ws",
+        http_url=f"http://{host}:{http_port}",
+        ws_port=ws_port,
+        http_port=http_port,
+        redis_url=redis_url,
+    )
+
+
+def _public(address: NodeAddress) -> dict[str, object]:
+    return {"node": address.node_id, "ws_url": address.ws_url, "http_url": address.http_url}

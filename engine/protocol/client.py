@@ -1,0 +1,200 @@
+"""Client-to-server messages: the envelope, every type and its validation.
+
+Envelope: a map with `type` (str), optional `rid` (the client's request id: a string of at most
+64 characters or an integer, echoed in the answer) and the fields of that type. Fields a type does
+not know are ignored, so older servers accept newer clients.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from engine.errors import ErrorCode, ProtocolError
+from engine.protocol.codec import Codec
+
+RequestId = str | int | None
+
+MAX_RID_CHARS: Final = 64
+MAX_USER_ID_CHARS: Final = 64
+MAX_PHRASE_ID: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message_bytes: int = 4096
+    max_text_chars: int = 200
+    max_likes: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Danmaku:
+    """A chat message: free `text`, or a room quick phrase by `phrase` id; anchors may reply."""
+
+    text: str | None = None
+    phrase: int | None = None
+    reply_to: str | None = None
+    rid: RequestId = None
+    type: str = "danmaku"
+
+
+@dataclass(frozen=True, slots=True)
+class Like:
+    count: int = 1
+    rid: RequestId = None
+    type: str = "like"
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    rid: RequestId = None
+    type: str = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """Anchor/admin: pin a message for everyone, including viewers who join later."""
+
+    text: str
+    rid: RequestId = None
+    type: str = "pin"
+
+
+@dataclass(frozen=True, slots=True)
+class Unpin:
+    rid: RequestId = None
+    type: str = "unpin"
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    rid: RequestId = None
+    type: str = "leave"
+
+
+ClientMessage = Danmaku | Like | Ping | Pin | Unpin | Leave
+
+
+def to_wire(message: ClientMessage) -> dict[str, Any]:
+    """The wire form of a client message (used by our clients and tests)."""
+    out: dict[str, Any] = {"type": message.type}
+    for name in message.__slots__:
+        value = getattr(message, name)
+        if name != "type" and value is not None:
+            out[name] = value
+    return out
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+def _bad(field: str, why: str) -> ProtocolError:
+    return ProtocolError(f"{field}: {why}", code=ErrorCode.BAD_FIELD)
+
+
+def _rid(obj: dict[Any, Any]) -> RequestId:
+    rid = obj.get("rid")
+    if rid is None:
+        return None
+    if isinstance(rid, bool) or not isinstance(rid, str | int):
+        raise _bad("rid", "must be a string or an integer")
+    if isinstance(rid, str) and not 0 < len(rid) <= MAX_RID_CHARS:
+        raise _bad("rid", f"must be 1..{MAX_RID_CHARS} characters")
+    if isinstance(rid, int) and not -(2**53) < rid < 2**53:
+        raise _bad("rid", "integer out of range")
+    return rid
+
+
+def clean_text(value: Any, field: str, max_chars: int) -> str:
+    """Trimmed text with no control characters; emoji and every script are welcome."""
+    if not isinstance(value, str):
+        raise _bad(field, "must be a string")
+    text = value.strip()
+    if not text:
+        raise _bad(field, "must not be empty")
+    if len(text) > max_chars:
+        raise ProtocolError(
+            f"{field}: longer than {max_chars} characters", code=ErrorCode.TOO_LARGE
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co") for ch in text):
+        raise _bad(field, "contains control characters")
+    return text
+
+
+def _user_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_USER_ID_CHARS:
+        raise _bad(field, f"must be a user id of 1..{MAX_USER_ID_CHARS} characters")
+    return value
+
+
+def _danmaku(obj: dict[Any, Any], rid: RequestId, limits: Limits) -> Danmaku:
+    text, phrase = obj.get("text"), obj.get("phrase")
+    if (text is None) == (phrase is None):
+        raise _bad("text", "give exactly one of text or phrase")
+    if phrase is not None and (
+        isinstance(phrase, bool) or not isinstance(phrase, int) or not 0 <= phrase <= MAX_PHRASE_ID
+    ):
+        raise _bad("phrase", f"must be an integer 0..{MAX_PHRASE_ID}")
+    reply_to = obj.get("reply_to")
+    return Danmaku(
+        text=None if text is None else clean_text(text, "text", limits.max_text_chars),
+        phrase=phrase,
+        reply_to=None if reply_to is None else _user_id(reply_to, "reply_to"),
+        rid=rid,
+    )
+
+
+def _like(obj: dict[Any, Any], rid: RequestId, limits: Limits) -> Like:
+    count = obj.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limits.max_likes:
+        raise _bad("count", f"must be an integer 1..{limits.max_likes}")
+    return Like(count=count, rid=rid)
+
+
+def _pin(obj: dict[Any, Any], rid: RequestId, limits: Limits) -> Pin:
+    return Pin(text=clean_text(obj.get("text"), "text", limits.max_text_chars), rid=rid)
+
+
+_Parser = Callable[[dict[Any, Any], RequestId, Limits], "ClientMessage"]
+_PARSERS: Final[dict[str, _Parser]] = {
+    "danmaku": _danmaku,
+    "like": _like,
+    "ping": lambda obj, rid, limits: Ping(rid=rid),
+    "pin": _pin,
+    "unpin": lambda obj, rid, limits: Unpin(rid=rid),
+    "leave": lambda obj, rid, limits: Leave(rid=rid),
+}
+CLIENT_TYPES: Final = frozenset(_PARSERS)
+
+
+def parse_client_message(obj: Any, limits: Limits) -> ClientMessage:
+    """Validate one decoded client message. Raises only `ProtocolError` (with `.rid` set when the
+    message carried a usable one, so the error frame can name the request)."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("a message must be a map", code=ErrorCode.BAD_FRAME)
+    rid: RequestId = None
+    try:
+        rid = _rid(obj)
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            raise _bad("type", "missing or not a string")
+        parser = _PARSERS.get(kind)
+        if parser is None:
+            raise ProtocolError(f"unknown message type {kind[:32]!r}", code=ErrorCode.UNKNOWN_TYPE)
+        message: ClientMessage = parser(obj, rid, limits)
+        return message
+    except ProtocolError as exc:
+        exc.rid = rid
+        raise
+
+
+def decode_client_message(codec: Codec, data: bytes | str, limits: Limits) -> ClientMessage:
+    """Bytes (or text) of one whole WebSocket message -> a validated client message."""
+    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+    if size > limits.max_message_bytes:
+        raise ProtocolError(
+            f"message of {size} bytes is over {limits.max_message_bytes}", code=ErrorCode.TOO_LARGE
+        )
+    return parse_client_message(codec.decode(data), limits)

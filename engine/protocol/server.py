@@ -1,0 +1,126 @@
+"""Server-to-client messages. Each builder returns the wire map; the broadcaster encodes it once
+per codec and writes the same bytes to every connection.
+
+Every server message is a map with `type`. Chat items, popups and pinned messages are built once
+(when they enter the bus) in their wire shape, so fan-out never converts per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from engine.errors import ErrorCode
+from engine.protocol.client import RequestId
+
+SERVER_TYPES: Final = frozenset(
+    {"welcome", "chat", "likes", "online", "popup", "pinned", "result", "pong", "error"}
+)
+
+
+def welcome(
+    *,
+    room: str,
+    user: str,
+    role: str,
+    conn: str,
+    node: str,
+    snapshot: dict[str, Any],
+    heartbeat_s: float,
+    limits: dict[str, int],
+) -> dict[str, Any]:
+    return {
+        "type": "welcome",
+        "room": room,
+        "user": user,
+        "role": role,
+        "conn": conn,
+        "node": node,
+        "snapshot": snapshot,
+        "heartbeat": heartbeat_s,
+        "limits": limits,
+    }
+
+
+def snapshot(
+    *,
+    online: int,
+    likes: int,
+    pinned: dict[str, Any] | None,
+    popup: dict[str, Any] | None,
+    phrases: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "online": online,
+        "likes": likes,
+        "pinned": pinned,
+        "popup": popup,
+        "phrases": list(phrases),
+    }
+
+
+def chat_item(
+    *,
+    msg_id: str,
+    user: str,
+    name: str,
+    text: str,
+    ts: int,
+    role: str = "viewer",
+    reply_to: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": msg_id, "user": user, "name": name, "text": text, "ts": ts}
+    if role != "viewer":
+        item["role"] = role
+    if reply_to is not None:
+        item["reply_to"] = reply_to
+    return item
+
+
+def chat(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "chat", "msgs": list(items)}
+
+
+def likes(total: int) -> dict[str, Any]:
+    return {"type": "likes", "total": total}
+
+
+def online(count: int) -> dict[str, Any]:
+    return {"type": "online", "count": count}
+
+
+def popup_item(
+    *, popup_id: str, kind: str, data: dict[str, Any], ts: int, ttl_s: float | None = None
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": popup_id, "kind": kind, "data": data, "ts": ts}
+    if ttl_s is not None:
+        item["ttl"] = ttl_s
+    return item
+
+
+def popup(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "popup", "popup": item}
+
+
+def pinned(item: dict[str, Any] | None) -> dict[str, Any]:
+    return {"type": "pinned", "msg": item}
+
+
+def result(rid: RequestId, *, ok: bool, code: str | None = None, **data: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "result", "rid": rid, "ok": ok}
+    if code is not None:
+        out["code"] = code
+    if data:
+        out["data"] = data
+    return out
+
+
+def pong(rid: RequestId, ts: int) -> dict[str, Any]:
+    return {"type": "pong", "rid": rid, "ts": ts}
+
+
+def error(code: ErrorCode, message: str, rid: RequestId = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "code": code.value, "message": message}
+    if rid is not None:
+        out["rid"] = rid
+    return out

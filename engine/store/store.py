@@ -1,0 +1,135 @@
+"""The `Store`: the only way features touch Redis. One method per script or command; every
+coredis/OS error is translated here into `StoreUnavailable` (nothing above catches coredis)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import coredis
+import coredis.exceptions
+import msgpack
+import orjson
+from coredis.retry import NoRetryPolicy
+
+from engine.errors import StoreUnavailable
+from engine.store import keys
+from engine.store.scripts import script_sources
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """The one boundary where Redis client and socket errors become ours."""
+    try:
+        yield
+    except (coredis.exceptions.RedisError, OSError, TimeoutError) as exc:
+        raise StoreUnavailable(f"redis {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+Redis = coredis.Redis  # bytes in, bytes out (decode_responses=False)
+
+
+@asynccontextmanager
+async def open_redis(url: str, *, max_connections: int = 64) -> AsyncIterator[coredis.Redis[bytes]]:
+    """An entered coredis client. No automatic command retries: a script whose reply was lost must
+    not run twice behind the caller's back (callers that may retry are idempotent by design)."""
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        retry_policy=NoRetryPolicy(),
+        max_connections=max_connections,
+        connect_timeout=2.0,
+        stream_timeout=5.0,
+    )
+    with translate_errors("connect"):
+        async with client:
+            yield client
+
+
+class Store:
+    """Room state, presence and host events, all through Lua scripts (see `scripts/lua/`)."""
+
+    def __init__(self, redis: coredis.Redis[bytes], *, event_maxlen: int) -> None:
+        self.redis = redis
+        self._event_maxlen = str(event_maxlen)
+        self._scripts = {name: redis.register_script(src) for name, src in script_sources().items()}
+
+    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        with translate_errors(name):
+            return await self._scripts[name](keys=keys_, args=args)
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD every script up front (also checks that Redis answers)."""
+        for name, script in self._scripts.items():
+            with translate_errors(f"script load {name}"):
+                await self.redis.script_load(script.script)
+
+    async def ping(self) -> bool:
+        with translate_errors("ping"):
+            return bool(await self.redis.ping())
+
+    # --- bus -----------------------------------------------------------------------------
+
+    async def publish(self, room: str, message: dict[str, Any]) -> None:
+        with translate_errors("publish"):
+            await self.redis.publish(keys.bus(room), msgpack.packb(message))
+
+    # --- room state ----------------------------------------------------------------------
+
+    async def add_likes(self, room: str, count: int) -> int:
+        return int(await self._run("likes_add", [keys.state(room)], [count, keys.bus(room)]))
+
+    async def set_state(
+        self, room: str, field: str, value: Any | None, announce: dict[str, Any]
+    ) -> None:
+        """Set (value not None) or clear one state field and publish `announce`, atomically."""
+        packed = b"" if value is None else msgpack.packb(value)
+        await self._run(
+            "state_set",
+            [keys.state(room)],
+            [field, packed, keys.bus(room), msgpack.packb(announce)],
+        )
+
+    async def snapshot(self, room: str) -> tuple[int, dict[str, Any]]:
+        """(online count, decoded state fields) of a room."""
+        online, flat = await self._run("room_snapshot", [keys.state(room), keys.online(room)], [])
+        state: dict[str, Any] = {}
+        for i in range(0, len(flat), 2):
+            field = flat[i].decode()
+            state[field] = int(flat[i + 1]) if field == "likes" else msgpack.unpackb(flat[i + 1])
+        return int(online), state
+
+    async def get_state(self, room: str, field: str) -> Any | None:
+        with translate_errors("hget"):
+            raw = await self.redis.hget(keys.state(room), field)
+        return None if raw is None else msgpack.unpackb(raw)
+
+    # --- presence and host events --------------------------------------------------------
+
+    async def presence(self, room: str, node: str, *, joined: bool, data: dict[str, Any]) -> int:
+        """Count one connection in (joined) or out, with its viewer.entered/left event.
+        Returns the room's online count."""
+        script = "presence_join" if joined else "presence_leave"
+        event = [self._event_maxlen, new_event_id(), now_ms(), orjson.dumps(data)]
+        return int(await self._run(script, [keys.online(room), keys.events(room)], [node, *event]))
+
+    async def online(self, room: str) -> int:
+        with translate_errors("hvals"):
+            values = await self.redis.hvals(keys.online(room))
+        return sum(int(v) for v in values)
+
+    async def index_room(self, room: str) -> None:
+        """Remember the room in the global index that event consumers scan."""
+        with translate_errors("sadd"):
+            await self.redis.sadd(keys.ROOMS_INDEX, [room])

@@ -1,0 +1,15 @@
+-- presence_leave: count a viewer connection out of this node and tell the host.
+-- KEYS[1] room online hash (node -> count)   ARGV[1] node id
+-- KEYS[2] room event stream                  ARGV[2] event stream cap (approximate MAXLEN)
+--                                            ARGV[3] event id (unique, the host's idempotency key)
+--                                            ARGV[4] event time (ms since epoch)
+--                                            ARGV[5] event payload (JSON)
+-- Returns the room's online count over all nodes.
+-- Invariant: a node's count never goes below zero; a field at zero is removed.
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+  'id', ARGV[3], 'type', 'viewer.left', 'ts', ARGV[4], 'data', ARGV[5])
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
+return total
