@@ -19,7 +19,7 @@ import orjson
 import structlog
 import trio
 
-from engine.config import Config, fields_doc
+from engine.config import Config, fields_doc, markdown_table
 from engine.devkeys import resolve_keys
 from engine.identity import Role, mint_token
 from engine.logs import configure
@@ -78,21 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-start", action="store_true", help="without --group: from the oldest kept"
     )
 
-    sub.add_parser("config", help="list settings with env names and defaults")
+    config = sub.add_parser("config", help="list settings with env names and defaults")
+    config.add_argument("--markdown", action="store_true", help="as docs/configuration.md")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "config" and args.markdown:
+        out.write(markdown_table())
+        return 0
     if args.command == "config":
         for name, env, default, help_text in fields_doc():
             out.write(f"{env:<34} {default!r:<12} {help_text}  [--{name.replace('_', '-')}]\n")
         return 0
     try:
         config = _config(args)
-        configure(config.log_level)
         if args.command == "token":
             return _token(config, args, out)
+        configure(config.log_level)
         if args.command == "run":
             trio.run(_run, config, out)
             return 0

@@ -64,6 +64,9 @@ class Config:
     slow_consumer_timeout_s: float = _opt(
         10.0, "a viewer continuously behind for this long is closed with slow_consumer"
     )
+    socket_send_buffer: int = _opt(
+        0, "SO_SNDBUF of viewer sockets in bytes; 0 leaves it to the kernel's autotuning"
+    )
     heartbeat_interval_s: float = _opt(15.0, "server ping interval")
     heartbeat_timeout_s: float = _opt(
         45.0, "a viewer silent (no frame, no pong) this long is closed"
@@ -128,6 +131,24 @@ def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
         raise ValueError(
             f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
         ) from None
+
+
+def markdown_table() -> str:
+    """docs/configuration.md, generated (a test keeps the file in step)."""
+    lines = [
+        "# Configuration",
+        "",
+        "Every setting has a default, an environment variable and a flag of `engine run`.",
+        "Precedence: flag > environment > default. `engine config` prints the same list.",
+        "This file is generated from `engine/config.py` by `engine config --markdown`.",
+        "",
+        "| flag | env | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, env, default, help_text in fields_doc():
+        flag = "--" + name.replace("_", "-")
+        lines.append(f"| `{flag}` | `{env}` | `{default!r}` | {help_text} |")
+    return "\n".join(lines) + "\n"
 
 
 def fields_doc() -> list[tuple[str, str, Any, str]]:

@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from engine.metrics import Metrics
 
@@ -24,12 +24,10 @@ def build_app(metrics: Metrics, health: HealthCheck) -> Starlette:
         report = await health()
         return JSONResponse(report, status_code=200 if report.get("ok") else 503)
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Mount("/metrics", app=make_asgi_app(registry=metrics.registry)),
-        ]
-    )
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", prometheus)])
 
 
 async def serve_http(

@@ -172,9 +172,8 @@ class EventConsumer:
         with translate_errors("xgroup create"):
             try:
                 await self._redis.xgroup_create(key, self.group, self._start, mkstream=True)
-            except coredis.exceptions.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):  # the group exists already: fine
-                    raise
+            except coredis.exceptions.StreamDuplicateConsumerGroupError:
+                pass  # the group exists already
 
 
 async def tail(

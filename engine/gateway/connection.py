@@ -101,8 +101,12 @@ class ViewerConnection:
             outbox = self.outbox = Outbox(self.gateway.config.outbox_max_bytes)
             outbox.push_partial(frame, sent, trio.current_time())
             self._ensure_writer()
-        elif not outbox.push(frame, kind, key, trio.current_time()):
-            self.close(ErrorCode.SLOW_CONSUMER, "too far behind")
+        else:
+            if not outbox.push(frame, kind, key, trio.current_time()):
+                self.close(ErrorCode.SLOW_CONSUMER, "too far behind")
+            if outbox.dropped:
+                self.gateway.stats.frames_dropped += outbox.dropped
+                outbox.dropped = 0
 
     def send_now(self, frame: bytes) -> None:
         """A frame for this viewer alone (result, error, pong): never dropped."""

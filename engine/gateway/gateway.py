@@ -131,6 +131,10 @@ class Gateway:
                     raise
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.config.socket_send_buffer:
+                    sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.socket_send_buffer
+                    )
                 nursery.start_soon(self._serve_connection, sock, addr)
 
     def start_writer(self, conn: ViewerConnection) -> None:

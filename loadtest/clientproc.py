@@ -1,0 +1,441 @@
+"""Load-client processes: one `select.epoll` loop over many raw non-blocking sockets, driven by
+commands from the benchmark over a pipe (no asyncio or trio on the hot path).
+
+* `ViewerLoop`: viewers. Each read is counted (`wsclient.walk` + `count_marker`); probe sockets
+  also decode their chat frames to measure send-to-deliver latency from the timestamp the
+  publisher put in each danmaku text. `pace` makes a round last at least that long, so that in
+  throughput scenarios each read picks up several frames and the client stays cheap.
+* `PublisherLoop`: sender connections plus the "tail" viewer (connected last, so it is the last
+  one served by a fan-out loop that goes in connection order). Two modes: a closed loop that
+  keeps at most `window` messages in flight (in flight = sent and not yet seen by the tail), and
+  an open loop at a fixed total rate spread round-robin over the senders.
+
+Danmaku text: "<seq:08d> <time.time():.6f> bench-danmaku".
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import socket
+import time
+from array import array
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+
+from loadtest.wsclient import (
+    MARKER,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Conn,
+    HandshakeError,
+    check_upgrade_response,
+    count_marker,
+    masked_frame,
+    upgrade_request,
+    walk,
+)
+
+RECV_BYTES = 262144
+IN, OUT = select.EPOLLIN, select.EPOLLOUT
+_CHAT_PREFIX = b'{"type":"chat"'
+_WELCOME_PREFIX = b'{"type":"welcome"'
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class ConnectBatch:
+    """Sockets of one `connect` command: `(path, probe)` items opened in order, at most
+    `concurrency` upgrades in flight at once."""
+
+    def __init__(self, tag: str, host: str, port: int, items: list[tuple[str, bool]], conc: int):
+        self.tag, self.host, self.port = tag, host, port
+        self.todo: deque[tuple[str, bool]] = deque(items)
+        self.total, self.concurrency = len(items), conc
+        self.in_flight, self.ok, self.failed = 0, 0, 0
+        self.errors: list[str] = []
+        self.started = time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        return self.ok + self.failed == self.total
+
+
+class ViewerLoop:
+    def __init__(self, ctl: Connection) -> None:
+        self.ctl = ctl
+        self.ep = select.epoll()
+        self.ep.register(ctl.fileno(), IN)
+        self.conns: dict[int, Conn] = {}
+        self.groups: dict[str, list[Conn]] = {}
+        self.joining: dict[int, ConnectBatch] = {}  # fd -> its batch, until ready or failed
+        self.batch: ConnectBatch | None = None
+        self.pace = 0.0
+        self.bytes = 0
+        self.server_closed = 0
+        self.pongs = 0
+        self.running = True
+        self.lat_t0 = self.lat_t1 = float("inf")
+        self.lat = array("d")
+
+    # --- loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while self.running:
+            started = time.monotonic()
+            for fd, ev in self.ep.poll(self.poll_timeout()):
+                if fd == self.ctl.fileno():
+                    while self.running and self.ctl.poll():
+                        self.command(self.ctl.recv())
+                    continue
+                conn = self.conns.get(fd)
+                if conn is not None:
+                    self.on_event(fd, conn, ev)
+            self.after_round()
+            if self.pace:
+                left = self.pace - (time.monotonic() - started)
+                if left > 0:
+                    time.sleep(left)
+
+    def poll_timeout(self) -> float:
+        return 0.05 if self.batch is not None else 1.0
+
+    def after_round(self) -> None:
+        batch = self.batch
+        if batch is not None:
+            self.start_connects(batch)
+            if batch.done:
+                self.batch = None
+                elapsed = time.monotonic() - batch.started
+                self.ctl.send(("connected", batch.tag, batch.ok, batch.failed,
+                               batch.errors[:3], elapsed))  # fmt: skip
+
+    # --- commands ------------------------------------------------------------------------
+
+    def command(self, cmd: tuple[Any, ...]) -> None:
+        name = cmd[0]
+        if name == "connect":
+            _, tag, host, port, items, conc = cmd
+            self.batch = ConnectBatch(tag, host, port, items, conc)
+            self.groups.setdefault(tag, [])
+            self.start_connects(self.batch)
+        elif name == "pace":
+            self.pace = float(cmd[1])
+            self.ctl.send(("ok",))
+        elif name == "stats":
+            self.ctl.send(self.stats())
+        elif name == "lat_start":
+            self.lat_t0, self.lat_t1, self.lat = cmd[1], float("inf"), array("d")
+            self.ctl.send(("ok",))
+        elif name == "lat_stop":
+            self.lat_t1 = cmd[1]
+            self.ctl.send(("ok",))
+        elif name == "lat_collect":
+            probes = sum(1 for c in self.conns.values() if c.probe and c.ready)
+            self.ctl.send((self.lat.tobytes(), probes))
+            self.lat_t0 = self.lat_t1 = float("inf")
+        elif name == "close_all":
+            self.close_all()
+            self.ctl.send(("ok",))
+        elif name == "exit":
+            self.close_all()
+            self.running = False
+        else:
+            self.extra_command(cmd)
+
+    def extra_command(self, cmd: tuple[Any, ...]) -> None:
+        raise ValueError(f"unknown command {cmd[0]!r}")
+
+    def stats(self) -> dict[str, Any]:
+        ready = [c for c in self.conns.values() if c.ready]
+        return {
+            "t": time.time(),
+            "cpu_s": _cpu_s(),
+            "frames": sum(c.frames for c in ready),
+            "msgs": sum(c.msgs for c in ready),
+            "min_msgs": min((c.msgs for c in ready), default=0),
+            "bytes": self.bytes,
+            "ready": len(ready),
+            "server_closed": self.server_closed,
+            "pongs": self.pongs,
+        }
+
+    def close_all(self) -> None:
+        for fd, conn in list(self.conns.items()):
+            self.drop(fd, conn, abort=True)
+        self.groups = {}
+        self.joining = {}
+        self.batch = None
+
+    # --- connecting ----------------------------------------------------------------------
+
+    def start_connects(self, batch: ConnectBatch) -> None:
+        while batch.todo and batch.in_flight < batch.concurrency:
+            path, probe = batch.todo.popleft()
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            err = sock.connect_ex((batch.host, batch.port))
+            if err not in (0, errno.EINPROGRESS):
+                sock.close()
+                self.fail(batch, f"connect: {os.strerror(err)}")
+                continue
+            request, accept = upgrade_request(batch.host, batch.port, path)
+            conn = Conn(sock, request, accept, probe)
+            fd = sock.fileno()
+            self.conns[fd] = conn
+            self.joining[fd] = batch
+            batch.in_flight += 1
+            self.ep.register(fd, OUT)
+
+    def fail(self, batch: ConnectBatch, why: str) -> None:
+        batch.failed += 1
+        if len(batch.errors) < 10:
+            batch.errors.append(why)
+
+    def joined(self, fd: int, conn: Conn) -> None:
+        batch = self.joining.pop(fd)
+        batch.in_flight -= 1
+        batch.ok += 1
+        conn.ready = True
+        self.groups[batch.tag].append(conn)
+
+    # --- events --------------------------------------------------------------------------
+
+    def on_event(self, fd: int, conn: Conn, ev: int) -> None:
+        if conn.request:  # waiting for the TCP connect
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.drop(fd, conn, why=f"connect: {os.strerror(err)}")
+                return
+            conn.sock.send(conn.request)  # ~300 bytes into an empty socket buffer
+            conn.request = b""
+            self.ep.modify(fd, IN)
+            return
+        if ev & OUT and not conn.flush():
+            self.ep.modify(fd, IN)
+        if ev & (IN | select.EPOLLERR | select.EPOLLHUP):
+            self.on_readable(fd, conn)
+
+    def on_readable(self, fd: int, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(RECV_BYTES)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.drop(fd, conn, why=f"recv: {exc}")
+            return
+        if not data:
+            self.drop(fd, conn, why="closed by the server")
+            return
+        if conn.ready and conn.parser is None:  # hot path: count, don't decode
+            self.bytes += len(data)
+            conn.msgs += count_marker(conn.carry, data)
+            conn.carry = data[-6:]
+            controls = walk(conn, data)
+            if controls:
+                self.on_controls(fd, conn, controls)
+            return
+        if conn.accept:  # reading the HTTP response
+            conn.head += data
+            end = conn.head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(conn.head) > 8192:
+                    self.drop(fd, conn, why="upgrade response too long")
+                return
+            try:
+                check_upgrade_response(conn.head[:end], conn.accept)
+            except HandshakeError as exc:
+                self.drop(fd, conn, why=str(exc))
+                return
+            data, conn.head, conn.accept = conn.head[end + 4 :], b"", b""
+            if not data:
+                return
+        self.on_parsed_data(fd, conn, data)
+
+    def on_parsed_data(self, fd: int, conn: Conn, data: bytes) -> None:
+        """A socket whose frames we decode: joining (until its welcome frame) or a probe."""
+        assert conn.parser is not None
+        if conn.ready:
+            self.bytes += len(data)
+            conn.msgs += count_marker(conn.carry, data)
+            conn.carry = data[-6:]
+        frames = conn.parser.feed(data)
+        controls = []
+        for index, (opcode, payload) in enumerate(frames):
+            if opcode & 0x8:
+                controls.append((opcode, payload))
+                continue
+            if not conn.ready:
+                if not payload.startswith(_WELCOME_PREFIX):
+                    self.drop(fd, conn, why=f"first frame is not a welcome: {payload[:60]!r}")
+                    return
+                self.joined(fd, conn)
+                if not conn.probe:  # from now on: count only
+                    for _, later in frames[index + 1 :]:
+                        conn.msgs += later.count(MARKER)
+                    self.count_rest(fd, conn, frames[index + 1 :])
+                    return
+                continue
+            if opcode in (OP_TEXT, OP_BINARY):
+                conn.frames += 1
+                if payload.startswith(_CHAT_PREFIX):
+                    self.on_chat(conn, orjson.loads(payload)["msgs"])
+        if controls:
+            self.on_controls(fd, conn, controls)
+
+    def count_rest(self, fd: int, conn: Conn, frames: list[tuple[int, bytes]]) -> None:
+        assert conn.parser is not None
+        rest = conn.parser.take_rest()
+        conn.parser = None
+        conn.frames += sum(1 for op, _ in frames if op in (OP_TEXT, OP_BINARY))
+        controls = [(op, p) for op, p in frames if op & 0x8]
+        if rest:
+            self.bytes += len(rest)
+            conn.msgs += rest.count(MARKER)
+            conn.carry = rest[-6:]
+            controls += walk(conn, rest)
+        if controls:
+            self.on_controls(fd, conn, controls)
+
+    def on_chat(self, conn: Conn, items: list[dict[str, Any]]) -> None:
+        now = time.time()
+        t0, t1, lat = self.lat_t0, self.lat_t1, self.lat
+        for item in items:
+            sent = float(item["text"].split(" ", 2)[1])
+            if t0 <= sent < t1:
+                lat.append(now - sent)
+
+    def on_controls(self, fd: int, conn: Conn, controls: list[tuple[int, bytes]]) -> None:
+        for opcode, payload in controls:
+            if opcode == OP_PING:
+                self.pongs += 1
+                if conn.send(masked_frame(payload, OP_PONG)):
+                    self.ep.modify(fd, IN | OUT)
+            elif opcode == OP_CLOSE:
+                self.server_closed += 1
+                self.drop(fd, conn, why=f"close frame {payload[:60]!r}")
+                return
+
+    def drop(self, fd: int, conn: Conn, *, why: str = "", abort: bool = False) -> None:
+        """Forget a socket. `abort`: reset it (no TIME_WAIT left behind on our side)."""
+        batch = self.joining.pop(fd, None)
+        if batch is not None:
+            batch.in_flight -= 1
+            self.fail(batch, why)
+        conn.closed = True
+        self.conns.pop(fd, None)
+        try:
+            self.ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        if abort:
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.sock.close()
+
+
+class PublisherLoop(ViewerLoop):
+    """Senders (tag "sender") and the flow-control tail viewer (tag "tail", a probe)."""
+
+    def __init__(self, ctl: Connection) -> None:
+        super().__init__(ctl)
+        self.mode = ""
+        self.window = 0
+        self.rate = 0.0
+        self.next_at = 0.0
+        self.end_at = 0.0
+        self.sent = 0
+        self.acked = 0  # highest seq seen by the tail + 1
+        self.tail_seen = 0
+        self.send_times = array("d")
+        self.tail_lat = array("d")
+
+    def extra_command(self, cmd: tuple[Any, ...]) -> None:
+        name = cmd[0]
+        if name == "run_window":
+            self.start("window", cmd[2])
+            self.window = int(cmd[1])
+        elif name == "run_rate":
+            self.start("rate", cmd[2])
+            self.rate = float(cmd[1])
+            self.next_at = time.time()
+        elif name == "stop":
+            self.mode = ""
+        elif name == "pub_stats":
+            self.ctl.send({"t": time.time(), "cpu_s": _cpu_s(), "sent": self.sent,
+                           "acked": self.acked, "tail_seen": self.tail_seen,
+                           "queued": sum(len(c.out) for c in self.conns.values())})  # fmt: skip
+            return
+        elif name == "count_sent":
+            t0, t1 = cmd[1], cmd[2]
+            self.ctl.send(sum(1 for t in self.send_times if t0 <= t < t1))
+            return
+        else:
+            raise ValueError(f"unknown command {name!r}")
+        self.ctl.send(("ok",))
+
+    def start(self, mode: str, duration: float) -> None:
+        self.mode, self.end_at = mode, time.time() + duration
+        self.sent = self.acked = self.tail_seen = 0
+        self.send_times, self.tail_lat = array("d"), array("d")
+
+    def poll_timeout(self) -> float:
+        if self.mode == "rate":
+            return max(0.0, min(self.next_at - time.time(), 0.05))
+        if self.mode == "window":
+            return 0.05
+        return super().poll_timeout()
+
+    def after_round(self) -> None:
+        super().after_round()
+        now = time.time()
+        if self.mode and now >= self.end_at:
+            self.mode = ""
+        if self.mode == "window":
+            while self.sent - self.acked < self.window:
+                self.send_one(now)
+        elif self.mode == "rate":
+            while self.next_at <= now:
+                self.send_one(now)
+                self.next_at += 1.0 / self.rate
+
+    def send_one(self, now: float) -> None:
+        senders = self.groups["sender"]
+        conn = senders[self.sent % len(senders)]
+        text = f"{self.sent:08d} {now:.6f} bench-danmaku"
+        frame = masked_frame(orjson.dumps({"type": "danmaku", "text": text}))
+        self.sent += 1
+        self.send_times.append(now)
+        if conn.send(frame):
+            self.ep.modify(conn.sock.fileno(), IN | OUT)
+
+    def on_chat(self, conn: Conn, items: list[dict[str, Any]]) -> None:
+        now = time.time()
+        for item in items:
+            seq, sent, _ = item["text"].split(" ", 2)
+            self.tail_seen += 1
+            self.acked = max(self.acked, int(seq) + 1)
+            self.tail_lat.append(now - float(sent))
+
+
+def worker_main(ctl: Connection, role: str) -> None:
+    """Entry point of a client process (multiprocessing, spawn)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark stops us through the pipe
+    loop = PublisherLoop(ctl) if role == "publisher" else ViewerLoop(ctl)
+    try:
+        loop.run()
+    except (EOFError, BrokenPipeError):
+        pass  # the benchmark went away
+    finally:
+        loop.close_all()

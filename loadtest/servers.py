@@ -1,0 +1,192 @@
+"""Servers under test, as subprocesses we own: redis-server, an engine node, the baseline.
+
+Every process is started here, watched with psutil, and stopped by its PID (SIGTERM, then
+SIGKILL after a grace period). Logs go to files under the results directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.settimeout(0.2)
+            s.connect((HOST, port))
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout:.0f} s")
+
+
+@dataclass
+class Proc:
+    """A subprocess we started, with psutil for CPU and memory."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: IO[bytes] | None = None
+    ps: psutil.Process = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ps = psutil.Process(self.popen.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def cpu_s(self) -> float:
+        t = self.ps.cpu_times()
+        return float(t.user + t.system)
+
+    def rss(self) -> int:
+        return int(self.ps.memory_info().rss)
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        if self.log is not None:
+            self.log.close()
+
+
+def _spawn(name: str, argv: list[str], logdir: Path) -> Proc:
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = (logdir / f"{name}.log").open("wb")
+    popen = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO
+    )
+    return Proc(name, popen, log)
+
+
+def start_redis(logdir: Path) -> tuple[Proc, int]:
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    argv = [exe, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+            "--daemonize", "no", "--dir", str(logdir)]  # fmt: skip
+    proc = _spawn(f"redis-{port}", argv, logdir)
+    wait_port(port, proc.popen)
+    return proc, port
+
+
+def engine_argv() -> list[str]:
+    script = Path(sys.executable).parent / "engine"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "engine.cli"]
+
+
+@dataclass
+class ServerUnderTest:
+    """One server for a series of scenarios: the process (and for the engine its Redis)."""
+
+    kind: str  # "engine" | "baseline"
+    label: str
+    proc: Proc
+    ws_port: int
+    redis: Proc | None = None
+    http_port: int = 0
+    argv: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.proc.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+    def engine_counters(self) -> dict[str, float]:
+        """Hot-path counters from the engine's /metrics (empty for the baseline)."""
+        if self.kind != "engine":
+            return {}
+        url = f"http://{HOST}:{self.http_port}/metrics/"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for name in ("frames_sent", "frames_dropped", "slow_consumer_closes", "bytes_sent"):
+            m = re.search(rf"^engine_{name}(?:_total)? ([0-9.e+]+)$", text, re.M)
+            if m:
+                out[name] = float(m.group(1))
+        closes = re.findall(r'^engine_closes_total\{code="([^"]+)"\} ([0-9.e+]+)$', text, re.M)
+        out["closes"] = sum(float(v) for _, v in closes)
+        return out
+
+
+def start_engine(tick_ms: int, token_keys: str, logdir: Path) -> ServerUnderTest:
+    redis, redis_port = start_redis(logdir)
+    try:
+        ws_port, http_port = free_port(), free_port()
+        argv = [*engine_argv(), "run", "--redis-url", f"redis://{HOST}:{redis_port}/0",
+                "--host", HOST, "--ws-port", str(ws_port), "--http-port", str(http_port),
+                "--token-keys", token_keys, "--chat-tick-ms", str(tick_ms),
+                "--heartbeat-interval-s", "600", "--heartbeat-timeout-s", "1800",
+                "--log-level", "warning"]  # fmt: skip
+        proc = _spawn(f"engine-tick{tick_ms}-{ws_port}", argv, logdir)
+        try:
+            wait_port(ws_port, proc.popen)
+        except BaseException:
+            proc.stop()
+            raise
+    except BaseException:
+        redis.stop()
+        raise
+    label = f"engine (tick {tick_ms} ms)"
+    return ServerUnderTest("engine", label, proc, ws_port, redis, http_port, argv)
+
+
+def start_baseline(batch_ms: int, token_keys: str, logdir: Path) -> ServerUnderTest:
+    port = free_port()
+    argv = [sys.executable, "-m", "loadtest.baseline_server", "--port", str(port),
+            "--batch-ms", str(batch_ms), "--token-key", token_keys]  # fmt: skip
+    proc = _spawn(f"baseline-batch{batch_ms}-{port}", argv, logdir)
+    try:
+        wait_port(port, proc.popen)
+    except BaseException:
+        proc.stop()
+        raise
+    label = "websockets baseline" + (f" (batch {batch_ms} ms)" if batch_ms else " (plain)")
+    return ServerUnderTest("baseline", label, proc, port, argv=argv)
+
+
+def machine_info() -> dict[str, object]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+    }
