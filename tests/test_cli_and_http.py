@@ -79,3 +79,30 @@ async def test_metrics_and_health_endpoints(start_engine: StartEngine, room: str
         'engine_messages_received_total{type="danmaku"} 1.0',
     ):
         assert name in metrics, name
+
+
+@pytest.mark.integration
+async def test_events_tail_prints_a_rooms_events_as_json_lines(
+    start_engine: StartEngine, room: str, redis_url: str
+) -> None:
+    import orjson
+    import trio
+
+    engine = await start_engine()
+    async with viewer(engine.address.ws_url, engine.mint_token("tailed", room)):  # type: ignore[union-attr]
+        pass
+    args = [sys.executable, "-m", "engine.cli", "events", "tail", "--redis-url", redis_url,
+            "--group", "cli-test", "--room", room, "--log-level", "warning"]  # fmt: skip
+    lines: list[dict] = []  # type: ignore[type-arg]
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(lambda task_status: trio.run_process(
+            args, stdout=subprocess.PIPE, check=False, task_status=task_status))  # fmt: skip
+        buffer = b""
+        with trio.fail_after(20):
+            while len(lines) < 2:
+                buffer += await proc.stdout.receive_some(4096)
+                *done, buffer = buffer.split(b"\n")
+                lines += [orjson.loads(line) for line in done if line]
+        proc.terminate()
+    assert [line["type"] for line in lines] == ["viewer.entered", "viewer.left"]
+    assert lines[0]["room"] == room and lines[0]["data"]["user"] == "tailed"

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
+
+import pytest
 
 from engine.config import Config, fields_doc, markdown_table
 
@@ -39,7 +39,9 @@ def test_key_set_parsing() -> None:
 
 def test_configuration_doc_is_generated_from_the_config() -> None:
     doc = Path(__file__).parent.parent / "docs" / "configuration.md"
-    assert doc.read_text() == markdown_table(), "run: engine config --markdown > docs/configuration.md"
+    assert doc.read_text() == markdown_table(), (
+        "run: engine config --markdown > docs/configuration.md"
+    )
 
 
 def test_every_setting_is_documented() -> None:

@@ -86,7 +86,11 @@ async def private_redis(data_dir: str | Path, *, persistent: bool = True) -> Asy
     for _attempt in range(3):
         port = free_port()
         proc = await trio.lowlevel.open_process(
-            server_args(port, folder, persistent=persistent), stdin=subprocess.DEVNULL
+            server_args(port, folder, persistent=persistent),
+            stdin=subprocess.DEVNULL,
+            # its own session: a Ctrl-C meant for the engine must not kill Redis before the
+            # engine has written its viewers' leaves; the engine stops it last
+            start_new_session=True,
         )
         try:
             await wait_ready(port, proc=proc)
