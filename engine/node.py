@@ -21,6 +21,7 @@ from engine.features.likes import LikeCounter
 from engine.features.popups import Popups
 from engine.gateway.dispatch import Dispatcher
 from engine.gateway.gateway import Gateway
+from engine.gateway.handlers import room as room_handlers
 from engine.http import build_app, serve_http
 from engine.identity import Role, TokenVerifier, mint_token
 from engine.metrics import Metrics
@@ -113,13 +114,15 @@ class Engine:
             rooms = RoomRegistry(config, store, self.stats, self.metrics)
             chat = Chat(store, self.node_id, config.max_danmaku_chars)
             likes = LikeCounter(store, rooms.tick_s)
+            dispatcher = Dispatcher()
+            room_handlers.register(dispatcher, chat, likes)
             gateway = Gateway(
                 config,
                 node_id=self.node_id,
                 verifier=self.verifier,
                 rooms=rooms,
                 store=store,
-                dispatcher=Dispatcher(chat, likes),
+                dispatcher=dispatcher,
                 stats=self.stats,
                 metrics=self.metrics,
             )
