@@ -26,6 +26,12 @@ class ErrorCode(StrEnum):
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
     ABUSE = "abuse"
     SHUTTING_DOWN = "shutting_down"
+    # control plane (docs/control.md)
+    UNKNOWN_COMMAND = "unknown_command"  # no control command of that name
+    ROOM_NOT_FOUND = "room_not_found"  # the room was never created with room_create
+    ROOM_EXISTS = "room_exists"  # room_create for a room id that is taken
+    BAD_STATE = "bad_state"  # not allowed in the room's current state (e.g. starting an ended room)
+    REHEARSAL = "rehearsal"  # the room is in rehearsal: only staff tokens may join
     # server side
     UNAVAILABLE = "unavailable"  # Redis unreachable; try again
     INTERNAL = "internal"
@@ -46,6 +52,8 @@ class CloseCode(IntEnum):
     ABUSE = 4008
     SLOW_CONSUMER = 4009
     HEARTBEAT_TIMEOUT = 4010
+    REHEARSAL = 4011
+    FORBIDDEN = 4012
 
 
 CLOSE_CODE_FOR: dict[ErrorCode, CloseCode] = {
@@ -55,6 +63,8 @@ CLOSE_CODE_FOR: dict[ErrorCode, CloseCode] = {
     ErrorCode.ABUSE: CloseCode.ABUSE,
     ErrorCode.SLOW_CONSUMER: CloseCode.SLOW_CONSUMER,
     ErrorCode.HEARTBEAT_TIMEOUT: CloseCode.HEARTBEAT_TIMEOUT,
+    ErrorCode.REHEARSAL: CloseCode.REHEARSAL,
+    ErrorCode.FORBIDDEN: CloseCode.FORBIDDEN,
     ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,
     ErrorCode.TOO_LARGE: CloseCode.MESSAGE_TOO_BIG,
     ErrorCode.INTERNAL: CloseCode.INTERNAL_ERROR,
