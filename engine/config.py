@@ -74,6 +74,12 @@ class Config:
     room_linger_s: float = _opt(
         5.0, "keep a room's bus subscription this long after its last viewer"
     )
+    # --- history and recovery ------------------------------------------------------------
+    history_size: int = _opt(5000, "room messages kept for resume (approximate cap)")
+    history_ttl_s: float = _opt(300.0, "a room's history expires this long after its last message")
+    replay_cache_size: int = _opt(
+        2000, "recent messages each node keeps in memory per room to serve resumes"
+    )
     # --- host events ---------------------------------------------------------------------
     event_stream_maxlen: int = _opt(100_000, "approximate cap of each room's host event stream")
     # --- logging -------------------------------------------------------------------------

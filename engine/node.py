@@ -109,7 +109,12 @@ class Engine:
                 private_redis(f"{config.data_dir}/redis")
             )
             redis = await stack.enter_async_context(open_redis(redis_url))
-            store = Store(redis, event_maxlen=config.event_stream_maxlen)
+            store = Store(
+                redis,
+                event_maxlen=config.event_stream_maxlen,
+                history_size=config.history_size,
+                history_ttl_s=config.history_ttl_s,
+            )
             await store.load_scripts()
             rooms = RoomRegistry(config, store, self.stats, self.metrics)
             chat = Chat(store, self.node_id, config.max_danmaku_chars)

@@ -1,8 +1,10 @@
-"""The room bus: every message for a room is published once to Redis pub/sub, and every node
-with viewers in that room receives it and delivers it to its local viewers.
+"""The room bus: every message for a room is published once to Redis pub/sub (by the publishing
+scripts, as "<epoch>:<seq>:<payload>"), and every node with viewers in that room receives it.
 
-A node subscribes to a room's channel while it has viewers there (see `fanout.rooms`). coredis's
-PubSub reconnects and re-subscribes by itself after a Redis outage.
+A node subscribes to a room's channel while it has viewers there (see `fanout.rooms`). When the
+subscriber connection breaks, the bus says so (`on_state(False)`), reconnects with backoff,
+re-subscribes every room, and says so again (`on_state(True)`): the rooms then check their
+position against Redis and fill what they missed from the history.
 """
 
 from __future__ import annotations
@@ -13,32 +15,67 @@ from typing import Any
 import coredis
 import structlog
 import trio
+from coredis.retry import NoRetryPolicy
 
+from engine.errors import StoreUnavailable
 from engine.store import keys
 from engine.store.store import translate_errors
 
 log = structlog.get_logger("engine.bus")
 
-BusHandler = Callable[[str, bytes], None]
+BusHandler = Callable[[str, str, int, bytes], None]  # room, epoch, seq, payload
+StateHandler = Callable[[bool], None]
+
+BACKOFF_START_S = 0.1
+BACKOFF_MAX_S = 5.0
+
+
+def parse(data: bytes) -> tuple[str, int, bytes]:
+    """ "<epoch>:<seq>:<payload>" -> (epoch, seq, payload)."""
+    epoch, seq, payload = data.split(b":", 2)
+    return epoch.decode(), int(seq), payload
 
 
 class Bus:
-    def __init__(self, redis: coredis.Redis[bytes], on_message: BusHandler) -> None:
+    def __init__(
+        self, redis: coredis.Redis[bytes], on_message: BusHandler, on_state: StateHandler
+    ) -> None:
         self._redis = redis
         self._on_message = on_message
+        self._on_state = on_state
         self._pubsub: Any = None
+        self._rooms: set[str] = set()
         self._rooms_by_channel: dict[bytes, str] = {}
+        self.up = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Receive room messages until cancelled; `started()` once the subscriber is connected."""
-        with translate_errors("pubsub"):
-            async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                self._pubsub = pubsub
-                task_status.started()
-                try:
+        """Receive room messages until cancelled; `started()` once first connected."""
+        backoff, started = BACKOFF_START_S, False
+        while True:
+            try:
+                async with self._redis.pubsub(
+                    ignore_subscribe_messages=True, retry_policy=NoRetryPolicy()
+                ) as pubsub:
+                    if self._rooms:
+                        await pubsub.subscribe(*(keys.bus(r) for r in self._rooms))
+                    self._pubsub, self.up, backoff = pubsub, True, BACKOFF_START_S
+                    if started:
+                        log.info("bus reconnected", rooms=len(self._rooms))
+                        self._on_state(True)
+                    else:
+                        started = True
+                        task_status.started()
                     await self._receive(pubsub)
-                finally:
-                    self._pubsub = None
+            except Exception as exc:  # the subscriber connection failed: degrade, retry
+                if not started:
+                    raise StoreUnavailable(f"redis pubsub: {exc!r}") from exc
+                self._pubsub = None
+                if self.up:
+                    self.up = False
+                    log.warning("bus lost redis", error=repr(exc))
+                    self._on_state(False)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _receive(self, pubsub: Any) -> None:
         rooms = self._rooms_by_channel
@@ -51,20 +88,21 @@ class Bus:
             if room is None:
                 room = rooms[channel] = keys.room_of(channel)
             try:
-                self._on_message(room, message["data"])
+                epoch, seq, payload = parse(message["data"])
+                self._on_message(room, epoch, seq, payload)
             except Exception:  # one bad message must not stop the node's bus
                 log.exception("bus message handler failed", room=room)
 
     async def subscribe(self, room: str) -> None:
+        self._rooms.add(room)
+        if self._pubsub is None:
+            raise StoreUnavailable("redis pubsub is reconnecting")
         with translate_errors("subscribe"):
-            await self._require().subscribe(keys.bus(room))
+            await self._pubsub.subscribe(keys.bus(room))
 
     async def unsubscribe(self, room: str) -> None:
-        with translate_errors("unsubscribe"):
-            await self._require().unsubscribe(keys.bus(room))
+        self._rooms.discard(room)
         self._rooms_by_channel.pop(keys.bus(room).encode(), None)
-
-    def _require(self) -> Any:
-        if self._pubsub is None:
-            raise RuntimeError("the bus is not running")
-        return self._pubsub
+        if self._pubsub is not None:
+            with translate_errors("unsubscribe"):
+                await self._pubsub.unsubscribe(keys.bus(room))

@@ -6,7 +6,11 @@
 * likes become one counter update per tick, carrying the room total (the largest total seen:
   totals only grow, so nodes that publish them in any order agree);
 * the online count is a counter too;
-* popups and pinned messages go out at once, never waiting for the tick.
+* popups, pinned messages and quick-phrase changes go out at once, never waiting for the tick.
+
+Order and positions: every room message has a seq. Frames leave in seq order (an immediate frame
+first flushes what is pending), and the last frame of every flush carries `seq`, the position the
+viewer has reached; `sent_seq` is that position, where a resuming viewer's replay must end.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class RoomBroadcaster:
         "_online",
         "_online_sent",
         "immediate_chat",
+        "pending_seq",
+        "sent_seq",
     )
 
     def __init__(self, *, tick_s: float, max_messages: int, max_bytes: int) -> None:
@@ -50,31 +56,40 @@ class RoomBroadcaster:
         self._likes_sent = 0
         self._online = -1
         self._online_sent = -1
+        self.pending_seq = 0  # the highest seq taken in
+        self.sent_seq = 0  # the position carried by the last frame that went out
 
     @property
     def likes(self) -> int:
         return self._likes
 
-    def add_chat(self, item: dict[str, Any], size: int) -> Outgoing | None:
-        """Queue one chat item (`size`: its encoded size, near enough). Returns a frame to send
-        now when batching is off or the batch is full, else None (it goes at the next tick)."""
+    def reset(self, seq: int) -> None:
+        """Start over at `seq` (a resync): nothing pending, viewers are at `seq`."""
+        self._chat, self._chat_bytes = [], 0
+        self.pending_seq = self.sent_seq = seq
+
+    # --- taking messages in --------------------------------------------------------------
+
+    def add_chat(self, item: dict[str, Any], size: int, seq: int) -> list[Outgoing]:
+        """Queue one chat item (`size`: its encoded size, near enough). Returns the frames to
+        send now: none until the tick, unless batching is off or the batch is full."""
+        item["seq"] = seq
         self._chat.append(item)
         self._chat_bytes += size
+        self.pending_seq = seq
         if (
             self.immediate_chat
             or len(self._chat) >= self._max_messages
             or self._chat_bytes >= self._max_bytes
         ):
-            return self._take_chat()
-        return None
+            return self.tick()  # counters too: the frame's position must cover them
+        return []
 
-    def _take_chat(self) -> Outgoing:
-        batch, self._chat, self._chat_bytes = self._chat, [], 0
-        return Outgoing(server.chat(batch), FrameKind.CHAT)
-
-    def set_likes(self, total: int) -> None:
+    def set_likes(self, total: int, seq: int | None = None) -> None:
         if total > self._likes:
             self._likes = total
+        if seq is not None:
+            self.pending_seq = seq
 
     def seed_likes(self, total: int) -> None:
         """The total read from Redis when the room opened on this node: nothing to announce."""
@@ -84,21 +99,45 @@ class RoomBroadcaster:
     def set_online(self, count: int) -> None:
         self._online = count
 
-    def popup(self, item: dict[str, Any]) -> Outgoing:
-        return Outgoing(server.popup(item), FrameKind.CRITICAL)
+    def note(self, seq: int) -> None:
+        """A message viewers do not see still moves the position."""
+        self.pending_seq = seq
 
-    def pinned(self, item: dict[str, Any] | None) -> Outgoing:
-        return Outgoing(server.pinned(item), FrameKind.CRITICAL)
+    def popup(self, item: dict[str, Any], seq: int) -> list[Outgoing]:
+        return self._now(server.popup(item), seq)
 
-    def tick(self) -> list[Outgoing]:
-        """Everything that waits for the tick: the chat batch and changed counters."""
+    def pinned(self, item: dict[str, Any] | None, seq: int) -> list[Outgoing]:
+        return self._now(server.pinned(item), seq)
+
+    def phrases(self, items: list[dict[str, Any]], seq: int) -> list[Outgoing]:
+        return self._now(server.phrases(items), seq)
+
+    def _now(self, message: dict[str, Any], seq: int) -> list[Outgoing]:
+        """An immediate frame: what is pending goes first, so frames stay in seq order."""
+        self.pending_seq = seq
+        return [*self.tick(stamp=False), self._stamp(Outgoing(message, FrameKind.CRITICAL))]
+
+    # --- giving frames out ---------------------------------------------------------------
+
+    def tick(self, *, stamp: bool = True) -> list[Outgoing]:
+        """Everything that waits for the tick: changed counters and the chat batch. The last
+        frame carries the position (unless `stamp` is off: the caller adds a frame after). The
+        online count is not a room message, so it goes first and is never the one stamped (a
+        newer count may replace it in a slow viewer's outbox)."""
         out: list[Outgoing] = []
-        if self._chat:
-            out.append(self._take_chat())
-        if self._likes != self._likes_sent:
-            self._likes_sent = self._likes
-            out.append(Outgoing(server.likes(self._likes), FrameKind.COUNTER, "likes"))
         if self._online != self._online_sent and self._online >= 0:
             self._online_sent = self._online
             out.append(Outgoing(server.online(self._online), FrameKind.COUNTER, "online"))
+        if self._likes != self._likes_sent:
+            self._likes_sent = self._likes
+            out.append(Outgoing(server.likes(self._likes), FrameKind.COUNTER, "likes"))
+        if self._chat:
+            batch, self._chat, self._chat_bytes = self._chat, [], 0
+            out.append(Outgoing(server.chat(batch), FrameKind.CHAT))
+        if stamp and out and out[-1].key != "online" and self.pending_seq > self.sent_seq:
+            out[-1] = self._stamp(out[-1])
+        return out
+
+    def _stamp(self, out: Outgoing) -> Outgoing:
+        out.message["seq"] = self.sent_seq = self.pending_seq
         return out

@@ -1,4 +1,5 @@
-"""A room's viewers on this node: membership grouped by codec, and delivery.
+"""A room's viewers on this node: membership grouped by codec, the order of its messages, its
+recent history, and delivery.
 
 Hot path: `send` encodes a message once per codec in use and hands the same bytes to every
 member; a member's `deliver` is synchronous (a non-blocking socket write or a queue append), so
@@ -14,7 +15,9 @@ import structlog
 import trio
 
 from engine.fanout.broadcaster import Outgoing, RoomBroadcaster
+from engine.fanout.history import RoomHistory
 from engine.fanout.outbox import FrameKind
+from engine.fanout.sequencer import Sequencer
 from engine.protocol.codec import Codec
 from engine.protocol.wsframe import encode_frame
 from engine.stats import NodeStats
@@ -34,25 +37,48 @@ class LocalRoom:
     __slots__ = (
         "_by_codec",
         "broadcaster",
+        "changed",
+        "degraded",
         "empty_since",
+        "history",
+        "history_lock",
         "id",
+        "joining",
         "lock",
         "phrases",
+        "sequencer",
         "size",
         "stats",
         "subscribed",
     )
 
-    def __init__(self, room_id: str, broadcaster: RoomBroadcaster, stats: NodeStats) -> None:
+    def __init__(
+        self, room_id: str, broadcaster: RoomBroadcaster, stats: NodeStats, history_size: int
+    ) -> None:
         self.id = room_id
         self.broadcaster = broadcaster
         self.stats = stats
         self._by_codec: dict[Codec, dict[Sink, None]] = {}
         self.size = 0
+        self.joining = 0
         self.phrases: dict[int, str] = {}
-        self.lock = trio.Lock()  # serialises subscribe/unsubscribe of this room's channel
+        self.lock = trio.Lock()  # serialises opening/closing this room's subscription
+        self.history_lock = trio.Lock()  # one Redis history read at a time (resume storms)
         self.subscribed = False
         self.empty_since = 0.0
+        self.sequencer = Sequencer()
+        self.history = RoomHistory(history_size)
+        self.degraded = False
+        self.changed = trio.Event()  # set (and replaced) whenever the position moves
+
+    @property
+    def epoch(self) -> str | None:
+        return self.sequencer.epoch
+
+    @property
+    def position(self) -> int:
+        """What every member has been sent up to: a new member's replay ends here."""
+        return self.broadcaster.sent_seq
 
     # --- membership ----------------------------------------------------------------------
 
@@ -86,9 +112,50 @@ class LocalRoom:
             stats.frames_sent += len(members)
             stats.bytes_sent += len(members) * len(frame)
 
-    def tick(self) -> None:
-        for out in self.broadcaster.tick():
+    def send_all(self, outs: list[Outgoing]) -> None:
+        for out in outs:
             self.send(out)
+        if outs:
+            self._moved()
+
+    def tick(self) -> None:
+        self.send_all(self.broadcaster.tick())
+
+    def deliver_messages(self, messages: list[tuple[int, bytes]]) -> None:
+        """Messages in seq order, each exactly once (the sequencer's output)."""
+        for seq, payload in messages:
+            self.history.add(seq, payload)
+            self._apply(seq, payload)
+
+    def _apply(self, seq: int, payload: bytes) -> None:
+        message = msgpack.unpackb(payload)
+        kind = message.get("k")
+        broadcaster = self.broadcaster
+        if kind == "chat":
+            self.send_all(broadcaster.add_chat(message["m"], len(payload), seq))
+        elif kind == "likes":
+            broadcaster.set_likes(int(message["n"]), seq)
+        elif kind == "popup":
+            self.send_all(broadcaster.popup(message["m"], seq))
+        elif kind == "pinned":
+            self.send_all(broadcaster.pinned(message["m"], seq))
+        elif kind == "phrases":
+            self.phrases = phrases_by_id(message["m"] or [])
+            self.send_all(broadcaster.phrases(message["m"] or [], seq))
+        else:
+            broadcaster.note(seq)
+            if kind != "popup_cleared":
+                log.debug("unknown bus message kind", room=self.id, kind=kind)
+
+    def _moved(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def restart(self, seq: int) -> None:
+        """A resync: forget the local history and pending frames; members are at `seq`."""
+        self.history.clear()
+        self.broadcaster.reset(seq)
+        self._moved()
 
     def seed(self, likes: int, phrases: list[dict[str, Any]] | None) -> None:
         """State read from Redis after subscribing (later bus messages apply on top)."""
@@ -96,31 +163,19 @@ class LocalRoom:
         if phrases is not None and not self.phrases:
             self.phrases = phrases_by_id(phrases)
 
-    def on_bus(self, payload: bytes) -> None:
-        """One message from the room's bus channel."""
-        message = msgpack.unpackb(payload)
-        kind = message.get("k")
-        broadcaster = self.broadcaster
-        if kind == "chat":
-            out = broadcaster.add_chat(message["m"], len(payload))
-            if out is not None:
-                self.send(out)
-        elif kind == "likes":
-            broadcaster.set_likes(int(message["n"]))
-        elif kind == "popup":
-            self.send(broadcaster.popup(message["m"]))
-        elif kind == "pinned":
-            self.send(broadcaster.pinned(message["m"]))
-        elif kind == "phrases":
-            self.phrases = phrases_by_id(message["m"] or [])
-        else:
-            log.debug("unknown bus message kind", room=self.id, kind=kind)
+    def send_to_all(self, message: dict[str, Any]) -> None:
+        """A frame for every member that is not a room message (status, resync): never dropped."""
+        self.send(Outgoing(message, FrameKind.CRITICAL))
+
+    async def wait_position(self, seq: int, timeout_s: float) -> bool:
+        """Wait until members have been sent everything up to `seq` (a viewer resuming here
+        from a node that was a little ahead). False on timeout."""
+        with trio.move_on_after(timeout_s):
+            while self.position < seq:
+                await self.changed.wait()
+            return True
+        return False
 
 
 def phrases_by_id(phrases: list[dict[str, Any]]) -> dict[int, str]:
     return {int(p["id"]): str(p["text"]) for p in phrases}
-
-
-def make_sink_frame(codec: Codec, message: dict[str, Any]) -> tuple[bytes, FrameKind]:
-    """A message for one viewer only (its own result or error): never dropped."""
-    return encode_frame(codec, message), FrameKind.CRITICAL

@@ -34,12 +34,12 @@ from engine.errors import (
 )
 from engine.fanout.outbox import FrameKind
 from engine.fanout.rooms import RoomRegistry
-from engine.features.popups import current_popup
 from engine.gateway.connection import CLOSE_GRACE_S, ViewerConnection, clip_reason
 from engine.gateway.dispatch import Dispatcher
 from engine.gateway.handshake import (
     VIEWER_PATHS,
     HandshakeFailed,
+    UpgradeParams,
     read_request,
     reject,
     send_all,
@@ -51,7 +51,7 @@ from engine.protocol import server
 from engine.protocol.client import Limits, decode_client_message
 from engine.protocol.wsframe import PING_FRAME, encode_frame
 from engine.stats import NodeStats
-from engine.store.store import Store, now_ms
+from engine.store.store import Store
 
 log = structlog.get_logger("engine.gateway")
 
@@ -149,13 +149,14 @@ class Gateway:
             with trio.CancelScope(
                 deadline=trio.current_time() + self.config.handshake_timeout_s
             ) as scope:
-                conn = await self._upgrade(sock, addr, scope)
-                if conn is not None:
+                upgraded = await self._upgrade(sock, addr, scope)
+                if upgraded is not None:
+                    conn, params = upgraded
                     scope.deadline = _INF
                     structlog.contextvars.bind_contextvars(
                         conn=conn.conn_id, room=conn.identity.room, user=conn.identity.user
                     )
-                    await self._join(conn)
+                    await self._join(conn, params.since, params.epoch)
                     await self._read_loop(conn)
         except HandshakeFailed as exc:
             log.debug("handshake failed", peer=str(addr), error=str(exc))
@@ -171,7 +172,7 @@ class Gateway:
 
     async def _upgrade(
         self, sock: socket.socket, addr: Any, scope: trio.CancelScope
-    ) -> ViewerConnection | None:
+    ) -> tuple[ViewerConnection, UpgradeParams] | None:
         handshake, request = await read_request(sock)
         params = upgrade_params(request)
         if params.path not in VIEWER_PATHS:
@@ -192,12 +193,12 @@ class Gateway:
             await _await_close_reply(sock, ws)
             return None
         conn_id = f"{self.node_id}.{next(self._conn_ids):x}"
-        return ViewerConnection(self, sock, ws, params.codec, identity, conn_id, scope)
+        return ViewerConnection(self, sock, ws, params.codec, identity, conn_id, scope), params
 
-    async def _join(self, conn: ViewerConnection) -> None:
+    async def _join(self, conn: ViewerConnection, since: int | None, epoch: str | None) -> None:
         identity = conn.identity
-        room = await self.rooms.join(identity.room, conn)
-        conn.room = room
+        joined = await self.rooms.join(identity.room, conn, since=since, epoch=epoch)
+        room = conn.room = joined.room
         self.connections[conn] = None
         self.stats.connections += 1
         online = await self.store.presence(
@@ -210,29 +211,27 @@ class Gateway:
         conn.counted = True
         conn.joined_at = trio.current_time()
         _, state = await self.store.snapshot(room.id)
-        room.seed(state.get("likes", 0), state.get("phrases"))
-        room.broadcaster.set_online(online)
-        snapshot = server.snapshot(
-            online=online,
-            likes=max(room.broadcaster.likes, state.get("likes", 0)),
-            pinned=state.get("pinned"),
-            popup=current_popup(state.get("popup"), now_ms()),
-            phrases=state.get("phrases") or [],
-        )
         welcome = server.welcome(
             room=room.id,
             user=identity.user,
             role=identity.role.value,
             conn=conn.conn_id,
             node=self.node_id,
-            snapshot=snapshot,
+            snapshot=self.rooms.snapshot_of(room, online, state),
+            epoch=joined.epoch,
+            seq=joined.position,
+            recovery=joined.recovery,
+            reason=joined.reason,
             heartbeat_s=self.config.heartbeat_interval_s,
             limits={"max_message_bytes": self.limits.max_message_bytes,
                     "max_text_chars": self.limits.max_text_chars,
                     "max_likes": self.limits.max_likes},
         )  # fmt: skip
-        conn.release(encode_frame(conn.codec, welcome))
-        log.info("viewer joined", online=online, codec=conn.codec.name, role=identity.role.value)
+        conn.release(encode_frame(conn.codec, welcome) + (joined.replay or b""))
+        log.info(
+            "viewer joined", online=online, codec=conn.codec.name, role=identity.role.value,
+            recovery=joined.recovery, since=since, seq=joined.position,
+        )  # fmt: skip
 
     async def _read_loop(self, conn: ViewerConnection) -> None:
         sock, ws, limits = conn.sock, conn.ws, self.limits

@@ -29,6 +29,8 @@ class UpgradeParams:
     room: str | None
     codec: Codec
     subprotocol: str | None
+    since: int | None = None  # a reconnecting viewer's last seq
+    epoch: str | None = None  # ... and the room epoch it belongs to
 
 
 def upgrade_params(request: Request) -> UpgradeParams:
@@ -46,7 +48,16 @@ def upgrade_params(request: Request) -> UpgradeParams:
         room=_first(query.get("room")),
         codec=codec,
         subprotocol=subprotocol,
+        since=_position(_first(query.get("since"))),
+        epoch=_first(query.get("epoch")),
     )
+
+
+def _position(value: str | None) -> int | None:
+    """A resume position; anything that is not a non-negative integer means "none" (fresh)."""
+    if value is None or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
 
 
 def _first(values: list[str] | None) -> str | None:

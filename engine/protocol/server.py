@@ -1,8 +1,11 @@
 """Server-to-client messages. Each builder returns the wire map; the broadcaster encodes it once
 per codec and writes the same bytes to every connection.
 
-Every server message is a map with `type`. Chat items, popups and pinned messages are built once
-(when they enter the bus) in their wire shape, so fan-out never converts per message.
+Every server message is a map with `type`. Frames made of room messages may carry `seq`: the
+room position the viewer has reached once it has this frame (everything up to and including it
+was delivered); a reconnecting viewer sends back the last `seq` it saw (see docs/protocol.md).
+Chat items, popups and pinned messages are built once, when they enter the bus, in their wire
+shape, so fan-out never converts per message.
 """
 
 from __future__ import annotations
@@ -14,8 +17,27 @@ from engine.errors import ErrorCode
 from engine.protocol.client import RequestId
 
 SERVER_TYPES: Final = frozenset(
-    {"welcome", "chat", "likes", "online", "popup", "pinned", "result", "pong", "error"}
+    {
+        "welcome",
+        "resync",
+        "status",
+        "chat",
+        "likes",
+        "online",
+        "popup",
+        "pinned",
+        "phrases",
+        "result",
+        "pong",
+        "error",
+    }
 )
+
+
+def _with_seq(message: dict[str, Any], seq: int | None) -> dict[str, Any]:
+    if seq is not None:
+        message["seq"] = seq
+    return message
 
 
 def welcome(
@@ -28,18 +50,44 @@ def welcome(
     snapshot: dict[str, Any],
     heartbeat_s: float,
     limits: dict[str, int],
+    epoch: str = "",
+    seq: int = 0,
+    recovery: str = "fresh",
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """`recovery`: "fresh" (no position given), "resumed" (the missed messages follow, then live
+    ones) or "resync" (the position could not be resumed: start over from this snapshot);
+    `reason` says why for a resync."""
+    out: dict[str, Any] = {
         "type": "welcome",
         "room": room,
         "user": user,
         "role": role,
         "conn": conn,
         "node": node,
+        "epoch": epoch,
+        "seq": seq,
+        "recovery": recovery,
         "snapshot": snapshot,
         "heartbeat": heartbeat_s,
         "limits": limits,
     }
+    if reason is not None:
+        out["reason"] = reason
+    return out
+
+
+def resync(*, epoch: str, seq: int, reason: str, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Mid-connection: the room's history could not be followed (e.g. Redis lost its data)."""
+    return {"type": "resync", "epoch": epoch, "seq": seq, "reason": reason, "snapshot": snapshot}
+
+
+def status(*, degraded: bool, reason: str | None = None) -> dict[str, Any]:
+    """The room is (or is no longer) degraded: messages may be late while it lasts."""
+    out: dict[str, Any] = {"type": "status", "degraded": degraded}
+    if reason is not None:
+        out["reason"] = reason
+    return out
 
 
 def snapshot(
@@ -77,12 +125,12 @@ def chat_item(
     return item
 
 
-def chat(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "chat", "msgs": list(items)}
+def chat(items: Sequence[dict[str, Any]], seq: int | None = None) -> dict[str, Any]:
+    return _with_seq({"type": "chat", "msgs": list(items)}, seq)
 
 
-def likes(total: int) -> dict[str, Any]:
-    return {"type": "likes", "total": total}
+def likes(total: int, seq: int | None = None) -> dict[str, Any]:
+    return _with_seq({"type": "likes", "total": total}, seq)
 
 
 def online(count: int) -> dict[str, Any]:
@@ -98,12 +146,16 @@ def popup_item(
     return item
 
 
-def popup(item: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "popup", "popup": item}
+def popup(item: dict[str, Any], seq: int | None = None) -> dict[str, Any]:
+    return _with_seq({"type": "popup", "popup": item}, seq)
 
 
-def pinned(item: dict[str, Any] | None) -> dict[str, Any]:
-    return {"type": "pinned", "msg": item}
+def pinned(item: dict[str, Any] | None, seq: int | None = None) -> dict[str, Any]:
+    return _with_seq({"type": "pinned", "msg": item}, seq)
+
+
+def phrases(items: Sequence[dict[str, Any]], seq: int | None = None) -> dict[str, Any]:
+    return _with_seq({"type": "phrases", "phrases": list(items)}, seq)
 
 
 def result(rid: RequestId, *, ok: bool, code: str | None = None, **data: Any) -> dict[str, Any]:

@@ -32,6 +32,16 @@ def events(room: str) -> str:
     return _room(room, "events")
 
 
+def meta(room: str) -> str:
+    """Hash: epoch, seq (the room's message sequence)."""
+    return _room(room, "meta")
+
+
+def history(room: str) -> str:
+    """Stream: the room's recent messages, entry id <seq>-0 (capped, expires when idle)."""
+    return _room(room, "history")
+
+
 def bus(room: str) -> str:
     """Pub/sub channel of the room's messages."""
     return _room(room, "bus")
@@ -43,3 +53,70 @@ def room_of(name: str | bytes) -> str:
         name = name.decode()
     start, end = name.index("{"), name.index("}")
     return name[start + 1 : end]
+
+
+# --- products and flash sales (seckill) ------------------------------------------------------
+
+SECKILL_INDEX: Final = f"{PREFIX}:seckill:sales"  # set of "<room>\n<sale>" not yet finished
+SECKILL_SWEEP_LEASE: Final = f"{PREFIX}:seckill:sweeper"  # node id holding the sweeper lease
+
+
+def products(room: str) -> str:
+    """Hash: product id -> product (msgpack), the room's preset product list."""
+    return _room(room, "products")
+
+
+def product_clicks(room: str) -> str:
+    """Hash: product id -> clicks on its card."""
+    return _room(room, "clicks")
+
+
+def product_clickers(room: str) -> str:
+    """Set: "<product>\\n<user>" for every user who clicked a product's card."""
+    return _room(room, "clickers")
+
+
+def banned(room: str) -> str:
+    """Set: user ids banned in this room. Anti-fraud writes it; a flash-sale grab from a member
+    is refused with `banned`. (Per room so the grab script stays in one hash slot: a global ban
+    is written into the rooms it applies to.)"""
+    return _room(room, "banned")
+
+
+def sales(room: str) -> str:
+    """Set: the room's flash sales that are not finished (ended with no hold left)."""
+    return _room(room, "sales")
+
+
+def _sale(room: str, sale: str, name: str) -> str:
+    return f"{PREFIX}:{{{room}}}:sale:{sale}:{name}"
+
+
+def sale(room: str, sale: str) -> str:
+    """Hash: one flash sale's settings and counters (stock = left + held + sold)."""
+    return _sale(room, sale, "info")
+
+
+def sale_requests(room: str, sale: str) -> str:
+    """Hash: "<user>\\n<request id>" -> the first answer (idempotent retries)."""
+    return _sale(room, sale, "req")
+
+
+def sale_users(room: str, sale: str) -> str:
+    """Hash: user -> units held or sold (the per-user limit)."""
+    return _sale(room, sale, "users")
+
+
+def sale_holds(room: str, sale: str) -> str:
+    """Hash: hold id -> "state\\tqty\\texpires\\tuser\\trid" (held, sold, cancelled, released)."""
+    return _sale(room, sale, "holds")
+
+
+def sale_expiry(room: str, sale: str) -> str:
+    """Sorted set: hold id -> expiry (ms) of the holds not yet confirmed."""
+    return _sale(room, sale, "expiry")
+
+
+def sale_winners(room: str, sale: str) -> str:
+    """Set: users ever granted a hold in the sale (the sold-out shortcut asks Redis for them)."""
+    return _sale(room, sale, "winners")

@@ -3,11 +3,12 @@ coredis/OS error is translated here into `StoreUnavailable` (nothing above catch
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import coredis
 import coredis.exceptions
@@ -27,6 +28,10 @@ def translate_errors(what: str) -> Iterator[None]:
         yield
     except (coredis.exceptions.RedisError, OSError, TimeoutError) as exc:
         raise StoreUnavailable(f"redis {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def now_ms() -> int:
@@ -57,13 +62,39 @@ async def open_redis(url: str, *, max_connections: int = 64) -> AsyncIterator[co
             yield client
 
 
+class Published(NamedTuple):
+    epoch: str
+    seq: int
+
+
+def _published(reply: Any) -> Published:
+    epoch, seq = reply
+    return Published(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(seq))
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
 class Store:
     """Room state, presence and host events, all through Lua scripts (see `scripts/lua/`)."""
 
-    def __init__(self, redis: coredis.Redis[bytes], *, event_maxlen: int) -> None:
+    def __init__(
+        self,
+        redis: coredis.Redis[bytes],
+        *,
+        event_maxlen: int = 100_000,
+        history_size: int = 5000,
+        history_ttl_s: float = 300.0,
+    ) -> None:
         self.redis = redis
         self._event_maxlen = str(event_maxlen)
+        self._history = [str(history_size), str(int(history_ttl_s * 1000))]
         self._scripts = {name: redis.register_script(src) for name, src in script_sources().items()}
+
+    def _publish_args(self, room: str) -> list[str]:
+        """The ARGV tail every publishing script takes (see lib/room_publish.lua)."""
+        return [*self._history, new_epoch()]
 
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         with translate_errors(name):
@@ -81,25 +112,56 @@ class Store:
 
     # --- bus -----------------------------------------------------------------------------
 
-    async def publish(self, room: str, message: dict[str, Any]) -> None:
-        with translate_errors("publish"):
-            await self.redis.publish(keys.bus(room), msgpack.packb(message))
+    async def publish(self, room: str, message: dict[str, Any]) -> Published:
+        """Publish a room message: it gets the room's next seq and a place in the history."""
+        reply = await self._run(
+            "room_publish",
+            [keys.meta(room), keys.history(room)],
+            [keys.bus(room), msgpack.packb(message), *self._publish_args(room)],
+        )
+        return _published(reply)
+
+    async def history(
+        self, room: str, after: int, upto: int, limit: int = 100_000
+    ) -> tuple[str | None, list[tuple[int, bytes]]]:
+        """(epoch, [(seq, message)]) for seq in (after, upto], in order, as far as the history
+        keeps them; the epoch is the one those seqs belong to (None: the room has none)."""
+        epoch, _seq, flat = await self._run(
+            "history_range", [keys.meta(room), keys.history(room)], [after, upto, limit]
+        )
+        entries = [
+            (int(_text(flat[i]).split("-")[0]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)
+        ]
+        return (_text(epoch) if epoch else None), entries
+
+    async def meta(self, room: str) -> Published:
+        """The room's (epoch, last seq), giving it an epoch if it has none yet."""
+        return _published(
+            await self._run("room_meta", [keys.meta(room), keys.history(room)], [new_epoch()])
+        )
 
     # --- room state ----------------------------------------------------------------------
 
     async def add_likes(self, room: str, count: int) -> int:
-        return int(await self._run("likes_add", [keys.state(room)], [count, keys.bus(room)]))
+        return int(
+            await self._run(
+                "likes_add",
+                [keys.state(room), keys.meta(room), keys.history(room)],
+                [count, keys.bus(room), *self._publish_args(room)],
+            )
+        )
 
     async def set_state(
         self, room: str, field: str, value: Any | None, announce: dict[str, Any]
-    ) -> None:
+    ) -> Published:
         """Set (value not None) or clear one state field and publish `announce`, atomically."""
         packed = b"" if value is None else msgpack.packb(value)
-        await self._run(
+        reply = await self._run(
             "state_set",
-            [keys.state(room)],
-            [field, packed, keys.bus(room), msgpack.packb(announce)],
+            [keys.state(room), keys.meta(room), keys.history(room)],
+            [field, packed, keys.bus(room), msgpack.packb(announce), *self._publish_args(room)],
         )
+        return _published(reply)
 
     async def snapshot(self, room: str) -> tuple[int, dict[str, Any]]:
         """(online count, decoded state fields) of a room."""
