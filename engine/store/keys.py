@@ -120,3 +120,43 @@ def sale_expiry(room: str, sale: str) -> str:
 def sale_winners(room: str, sale: str) -> str:
     """Set: users ever granted a hold in the sale (the sold-out shortcut asks Redis for them)."""
     return _sale(room, sale, "winners")
+
+
+# --- control plane: room lifecycle, reservations, shares, live numbers -----------------------
+
+
+def info(room: str) -> str:
+    """Hash: the room's record: title, anchor, status, starts_at, rehearsal, ... (room_create)."""
+    return _room(room, "info")
+
+
+def reservations(room: str) -> str:
+    """Sorted set: user -> when they reserved (ms)."""
+    return _room(room, "reservations")
+
+
+def reminded(room: str) -> str:
+    """Set: users whose reminder.due was written for the room's current start time."""
+    return _room(room, "reminded")
+
+
+def reminder_queue(room: str) -> str:
+    """Sorted set: the reservations a reminder pass still has to go through."""
+    return _room(room, "reminder-queue")
+
+
+def shares(room: str) -> str:
+    """Hash: the host's share id -> when it was recorded (ms); share_recorded is idempotent."""
+    return _room(room, "shares")
+
+
+def numbers(room: str) -> str:
+    """Hash: live numbers of the session: peak, danmaku total, a ring of per-second counts."""
+    return _room(room, "numbers")
+
+
+# --- durable scheduler: global, in one hash slot of its own (tag {jobs}) ----------------------
+
+JOBS_DUE: Final = f"{PREFIX}:{{jobs}}:due"  # sorted set: job id -> due (ms)
+JOBS_LEASED: Final = f"{PREFIX}:{{jobs}}:leased"  # sorted set: job id -> lease end (ms)
+JOBS_SPECS: Final = f"{PREFIX}:{{jobs}}:specs"  # hash: job id -> spec (JSON)
