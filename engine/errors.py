@@ -32,6 +32,20 @@ class ErrorCode(StrEnum):
     ROOM_EXISTS = "room_exists"  # room_create for a room id that is taken
     BAD_STATE = "bad_state"  # not allowed in the room's current state (e.g. starting an ended room)
     REHEARSAL = "rehearsal"  # the room is in rehearsal: only staff tokens may join
+    # products and flash sales (grab results, click results, host/anchor requests)
+    SOLD_OUT = "sold_out"  # no stock left (or less than the quantity asked)
+    LIMIT_REACHED = "limit_reached"  # the user would hold more than the sale's per-user limit
+    NOT_STARTED = "not_started"  # the sale window has not opened yet
+    ENDED = "ended"  # the sale window has closed, or the sale was stopped
+    DUPLICATE = "duplicate"  # the request id was already used for a different request
+    UNKNOWN_SALE = "unknown_sale"
+    BANNED = "banned"  # the user is banned in this room
+    UNKNOWN_PRODUCT = "unknown_product"
+    UNKNOWN_HOLD = "unknown_hold"
+    HOLD_EXPIRED = "hold_expired"  # the hold was not confirmed in time; its stock went back
+    HOLD_CANCELLED = "hold_cancelled"
+    ALREADY_CONFIRMED = "already_confirmed"  # a paid hold cannot be cancelled
+    SALE_EXISTS = "sale_exists"
     # server side
     UNAVAILABLE = "unavailable"  # Redis unreachable; try again
     INTERNAL = "internal"
@@ -101,6 +115,13 @@ class AuthError(EngineError):
     """A token that is missing, bad, expired or for another room."""
 
     code = ErrorCode.BAD_TOKEN
+
+
+class RequestRefused(EngineError):
+    """A host or anchor request the engine will not carry out (bad argument, unknown id, wrong
+    state); `code` says why. The control plane turns it into an error answer."""
+
+    code = ErrorCode.BAD_FIELD
 
 
 class StoreUnavailable(EngineError):

@@ -33,6 +33,14 @@ class RedisProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
+    def start_on_same_port(self) -> str:
+        """Start again on the port it had (a restart as clients see it)."""
+        args = server_args(self.port, self.dir, persistent=self.persistent)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        if not self._wait_ready():
+            raise RuntimeError("redis-server did not restart")
+        return self.url
+
     def start(self) -> str:
         for _ in range(5):
             self.port = free_port()
@@ -98,6 +106,8 @@ class Viewer:
         self.ws = ws
         self.codec = codec
         self.seen: list[dict[str, Any]] = []
+        self.epoch = ""
+        self.last_seq = 0  # the position to resume from, as a client keeps it
 
     async def send(self, **message: Any) -> None:
         await self.send_raw(self.encode(message))
@@ -115,6 +125,10 @@ class Viewer:
             data = await self.ws.get_message()
         message = msgpack.unpackb(data) if self.codec == "msgpack" else orjson.loads(data)
         self.seen.append(message)
+        if message.get("type") in ("welcome", "resync"):
+            self.epoch = message["epoch"]
+        if "seq" in message:
+            self.last_seq = message["seq"]
         return message  # type: ignore[no-any-return]
 
     async def recv_type(self, kind: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
@@ -154,12 +168,18 @@ async def viewer(
     codec: str = "json",
     room: str | None = None,
     welcome: bool = True,
+    since: int | None = None,
+    epoch: str | None = None,
 ) -> AsyncIterator[Viewer]:
     query = []
     if token is not None:
         query.append(f"token={token}")
     if room is not None:
         query.append(f"room={room}")
+    if since is not None:
+        query.append(f"since={since}")
+    if epoch is not None:
+        query.append(f"epoch={epoch}")
     url = ws_url + ("?" + "&".join(query) if query else "")
     async with open_websocket_url(url, subprotocols=[codec]) as ws:
         v = Viewer(ws, codec)
