@@ -82,6 +82,28 @@ class Config:
     )
     # --- host events ---------------------------------------------------------------------
     event_stream_maxlen: int = _opt(100_000, "approximate cap of each room's host event stream")
+    # --- flash sales (seckill) -----------------------------------------------------------
+    seckill_hold_s: float = _opt(
+        900.0, "a granted grab's hold: unconfirmed for this long, its stock goes back"
+    )
+    seckill_batch_window_ms: float = _opt(
+        1.0, "grabs of one sale arriving within this window go to Redis in one script call"
+    )
+    seckill_batch_max: int = _opt(256, "most grabs in one script call")
+    seckill_batch_in_flight: int = _opt(4, "script calls in flight per sale and node")
+    seckill_max_pending: int = _opt(
+        50_000, "grabs a node queues at most; beyond, a grab is answered unavailable"
+    )
+    seckill_max_inflight_per_viewer: int = _opt(
+        16, "grabs one viewer may have unanswered; beyond, rate_limited"
+    )
+    seckill_soldout_recheck_s: float = _opt(
+        0.25, "a node answers a sold-out sale by itself, rechecking Redis this often"
+    )
+    seckill_sweep_interval_s: float = _opt(1.0, "how often expired holds are released")
+    seckill_retention_s: float = _opt(
+        3 * 86400.0, "a finished sale's records (holds, requests) are kept this long"
+    )
     # --- logging -------------------------------------------------------------------------
     log_level: str = _opt("info", "debug, info, warning or error")
 

@@ -19,14 +19,18 @@ from engine.fanout.rooms import RoomRegistry
 from engine.features.chat import Chat
 from engine.features.likes import LikeCounter
 from engine.features.popups import Popups
+from engine.features.products import Products
+from engine.features.seckill_node import Seckill
 from engine.gateway.dispatch import Dispatcher
 from engine.gateway.gateway import Gateway
 from engine.gateway.handlers import room as room_handlers
+from engine.gateway.handlers import seckill as seckill_handlers
 from engine.http import build_app, serve_http
 from engine.identity import Role, TokenVerifier, mint_token
 from engine.metrics import Metrics
 from engine.stats import NodeStats
 from engine.store.devredis import private_redis
+from engine.store.seckill import SeckillStore
 from engine.store.store import Store, open_redis
 
 log = structlog.get_logger("engine")
@@ -54,6 +58,8 @@ class _Services:
     likes: LikeCounter
     gateway: Gateway
     rooms: RoomRegistry
+    seckill: Seckill
+    products: Products
 
 
 class Engine:
@@ -121,6 +127,14 @@ class Engine:
             likes = LikeCounter(store, rooms.tick_s)
             dispatcher = Dispatcher()
             room_handlers.register(dispatcher, chat, likes)
+            popups = Popups(store)
+            seckill_store = SeckillStore(redis, event_maxlen=config.event_stream_maxlen)
+            seckill = Seckill(config, seckill_store, store, popups, node_id=self.node_id,
+                              tick_s=rooms.tick_s)  # fmt: skip
+            products = Products(seckill_store, popups)
+            seckill_handlers.register(
+                dispatcher, seckill, products, max_inflight=config.seckill_max_inflight_per_viewer
+            )
             gateway = Gateway(
                 config,
                 node_id=self.node_id,
@@ -131,12 +145,15 @@ class Engine:
                 stats=self.stats,
                 metrics=self.metrics,
             )
-            self._services = _Services(store, chat, Popups(store), likes, gateway, rooms)
+            self._services = _Services(
+                store, chat, popups, likes, gateway, rooms, seckill, products
+            )
             try:
                 async with trio.open_nursery() as nursery:
                     self._services_scope = nursery.cancel_scope
                     await nursery.start(rooms.run)
                     await nursery.start(likes.run)
+                    await nursery.start(seckill.run)
                     ws_port = await nursery.start(gateway.serve, ws_socket)
                     app = build_app(self.metrics, self._health)
                     http_port = await nursery.start(serve_http, app, config.host, config.http_port)
@@ -175,6 +192,60 @@ class Engine:
 
     async def close_viewers(self, code: ErrorCode = ErrorCode.SHUTTING_DOWN) -> None:
         await self._running().gateway.close_all(code, "server closing")
+
+    # --- products and flash sales (see docs/seckill.md) ----------------------------------
+
+    async def set_products(self, room: str, products: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace the room's product list: each {id, name, image, price, list_price?, stock,
+        order?, promo?}, prices in minor units. Raises RequestRefused(bad_field)."""
+        return await self._running().products.set_products(room, products)
+
+    async def get_products(self, room: str) -> list[dict[str, Any]]:
+        return await self._running().products.products(room)
+
+    async def mount_product(self, room: str, product: str) -> dict[str, Any]:
+        """Show a product's card (popup `product_card`); returns the room's cards."""
+        return await self._running().products.card(room, "mount", product)
+
+    async def unmount_product(self, room: str, product: str) -> dict[str, Any]:
+        return await self._running().products.card(room, "unmount", product)
+
+    async def pin_product(self, room: str, product: str) -> dict[str, Any]:
+        """Pin a product's card (mounting it if needed); one pinned card per room."""
+        return await self._running().products.card(room, "pin", product)
+
+    async def unpin_product(self, room: str) -> dict[str, Any]:
+        return await self._running().products.card(room, "unpin")
+
+    async def product_clicks(self, room: str) -> dict[str, int]:
+        return await self._running().products.clicks(room)
+
+    async def start_seckill(self, room: str, product: str, **settings: Any) -> dict[str, Any]:
+        """Start a flash sale on a product: price, stock, limit (per user, default 1), start_at
+        (ms, default now), end_at (ms) or duration_s, hold_s (default seckill_hold_s), sale (id,
+        default generated), event_id. Raises RequestRefused (bad_field, unknown_product,
+        sale_exists)."""
+        return await self._running().seckill.start(room, product=product, **settings)
+
+    async def end_seckill(self, room: str, sale: str) -> dict[str, Any]:
+        return await self._running().seckill.end(room, sale)
+
+    async def restock(self, room: str, sale: str, count: int) -> dict[str, Any]:
+        return await self._running().seckill.restock(room, sale, count)
+
+    async def confirm_order(
+        self, room: str, hold: str, *, order_id: str | None = None
+    ) -> dict[str, Any]:
+        """The host was paid for `hold`. Idempotent; RequestRefused(hold_expired, ...)."""
+        return await self._running().seckill.confirm_order(room, hold, order_id=order_id)
+
+    async def cancel_order(self, room: str, hold: str, *, reason: str = "") -> dict[str, Any]:
+        """The host cancels an unpaid hold; its stock goes back at once. Idempotent."""
+        return await self._running().seckill.cancel_order(room, hold, reason=reason)
+
+    async def seckill_status(self, room: str, sale: str) -> dict[str, Any]:
+        """A sale's settings and counters (stock, left, held, sold, ...)."""
+        return await self._running().seckill.status(room, sale)
 
     def mint_token(self, user: str, room: str, role: Role | str = Role.VIEWER, **kw: Any) -> str:
         """Sign a token with this node's first key (dev tooling and tests; hosts sign their own)."""

@@ -5,7 +5,8 @@
   message in a frame of its own at once;
 * likes become one counter update per tick, carrying the room total (the largest total seen:
   totals only grow, so nodes that publish them in any order agree);
-* the online count is a counter too;
+* the online count is a counter too, and so is each flash sale's stock (`counter`: the newest
+  version wins, once per tick);
 * popups, pinned messages and quick-phrase changes go out at once, never waiting for the tick.
 
 Order and positions: every room message has a seq. Frames leave in seq order (an immediate frame
@@ -35,6 +36,8 @@ class RoomBroadcaster:
     __slots__ = (
         "_chat",
         "_chat_bytes",
+        "_counters",
+        "_counters_due",
         "_likes",
         "_likes_sent",
         "_max_bytes",
@@ -56,6 +59,8 @@ class RoomBroadcaster:
         self._likes_sent = 0
         self._online = -1
         self._online_sent = -1
+        self._counters: dict[str, tuple[int, dict[str, Any]]] = {}  # key -> (version, message)
+        self._counters_due: dict[str, None] = {}  # keys whose newest version is not sent yet
         self.pending_seq = 0  # the highest seq taken in
         self.sent_seq = 0  # the position carried by the last frame that went out
 
@@ -99,6 +104,15 @@ class RoomBroadcaster:
     def set_online(self, count: int) -> None:
         self._online = count
 
+    def counter(self, key: str, version: int, message: dict[str, Any], seq: int) -> None:
+        """A versioned counter (a flash sale's stock): the newest version wins, whatever order
+        nodes published in, and goes out once at the next tick."""
+        self.pending_seq = seq
+        current = self._counters.get(key)
+        if current is None or version > current[0]:
+            self._counters[key] = (version, message)
+            self._counters_due[key] = None
+
     def note(self, seq: int) -> None:
         """A message viewers do not see still moves the position."""
         self.pending_seq = seq
@@ -131,6 +145,10 @@ class RoomBroadcaster:
         if self._likes != self._likes_sent:
             self._likes_sent = self._likes
             out.append(Outgoing(server.likes(self._likes), FrameKind.COUNTER, "likes"))
+        if self._counters_due:
+            for key in self._counters_due:
+                out.append(Outgoing(dict(self._counters[key][1]), FrameKind.COUNTER, key))
+            self._counters_due = {}
         if self._chat:
             batch, self._chat, self._chat_bytes = self._chat, [], 0
             out.append(Outgoing(server.chat(batch), FrameKind.CHAT))

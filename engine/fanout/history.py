@@ -33,6 +33,8 @@ def message_frame(message: dict[str, Any], seq: int) -> dict[str, Any] | None:
         return server.pinned(message["m"], seq=seq)
     if kind == "phrases":
         return server.phrases(message["m"] or [], seq=seq)
+    if kind == "counter":  # e.g. a flash sale's stock; clients keep the highest `ver`
+        return {**message["m"], "seq": seq}
     return None  # not shown to viewers
 
 

@@ -142,6 +142,8 @@ class LocalRoom:
         elif kind == "phrases":
             self.phrases = phrases_by_id(message["m"] or [])
             self.send_all(broadcaster.phrases(message["m"] or [], seq))
+        elif kind == "counter":
+            broadcaster.counter(str(message["key"]), int(message["v"]), message["m"], seq)
         else:
             broadcaster.note(seq)
             if kind != "popup_cleared":

@@ -22,6 +22,8 @@ from engine.fanout.broadcaster import RoomBroadcaster
 from engine.fanout.room import LocalRoom, Sink
 from engine.fanout.sequencer import Step, Verdict
 from engine.features.popups import current_popup
+from engine.features.products import cards_view
+from engine.features.seckill import sale_views
 from engine.metrics import Metrics
 from engine.protocol import server
 from engine.stats import NodeStats
@@ -198,12 +200,15 @@ class RoomRegistry:
         likes = int(state.get("likes", 0))
         room.seed(likes, state.get("phrases"))
         room.broadcaster.set_online(online)
+        now = now_ms()
         return server.snapshot(
             online=online,
             likes=max(room.broadcaster.likes, likes),
             pinned=state.get("pinned"),
-            popup=current_popup(state.get("popup"), now_ms()),
+            popup=current_popup(state.get("popup"), now),
             phrases=state.get("phrases") or [],
+            cards=cards_view(state.get("cards")),
+            sales=sale_views(state, now),
         )
 
     def _on_bus_state(self, up: bool) -> None:

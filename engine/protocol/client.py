@@ -7,6 +7,7 @@ not know are ignored, so older servers accept newer clients.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ RequestId = str | int | None
 MAX_RID_CHARS: Final = 64
 MAX_USER_ID_CHARS: Final = 64
 MAX_PHRASE_ID: Final = 10_000
+MAX_GRAB_QTY: Final = 99
+OBJECT_ID: Final = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")  # rooms, products (as identity ids)
+SALE_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,48}$")  # no '.': a hold id is "<sale>.<n>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,29 @@ class Leave:
     type: str = "leave"
 
 
-ClientMessage = Danmaku | Like | Ping | Pin | Unpin | Leave
+@dataclass(frozen=True, slots=True)
+class Grab:
+    """Grab `qty` units of a running flash sale. `rid` is required: it is the idempotency key (a
+    retry with the same rid gets the first answer again). `room`, if given, must be the
+    connection's room."""
+
+    sale: str
+    rid: RequestId = None
+    qty: int = 1
+    room: str | None = None
+    type: str = "grab"
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A click on a product card (counted for the statistics)."""
+
+    product: str
+    rid: RequestId = None
+    type: str = "click"
+
+
+ClientMessage = Danmaku | Like | Ping | Pin | Unpin | Leave | Grab | Click
 
 
 def to_wire(message: ClientMessage) -> dict[str, Any]:
@@ -157,6 +183,31 @@ def _pin(obj: dict[Any, Any], rid: RequestId, limits: Limits) -> Pin:
     return Pin(text=clean_text(obj.get("text"), "text", limits.max_text_chars), rid=rid)
 
 
+def _object_id(value: Any, field: str, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise _bad(field, f"must match {pattern.pattern}")
+    return value
+
+
+def _grab(obj: dict[Any, Any], rid: RequestId, limits: Limits) -> Grab:
+    if rid is None:
+        raise _bad("rid", "a grab needs a request id (its idempotency key)")
+    qty = obj.get("qty", 1)
+    if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= MAX_GRAB_QTY:
+        raise _bad("qty", f"must be an integer 1..{MAX_GRAB_QTY}")
+    room = obj.get("room")
+    return Grab(
+        sale=_object_id(obj.get("sale"), "sale", SALE_ID),
+        rid=rid,
+        qty=qty,
+        room=None if room is None else _object_id(room, "room", OBJECT_ID),
+    )
+
+
+def _click(obj: dict[Any, Any], rid: RequestId, limits: Limits) -> Click:
+    return Click(product=_object_id(obj.get("product"), "product", OBJECT_ID), rid=rid)
+
+
 _Parser = Callable[[dict[Any, Any], RequestId, Limits], "ClientMessage"]
 _PARSERS: Final[dict[str, _Parser]] = {
     "danmaku": _danmaku,
@@ -165,6 +216,8 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "pin": _pin,
     "unpin": lambda obj, rid, limits: Unpin(rid=rid),
     "leave": lambda obj, rid, limits: Leave(rid=rid),
+    "grab": _grab,
+    "click": _click,
 }
 CLIENT_TYPES: Final = frozenset(_PARSERS)
 

@@ -27,6 +27,7 @@ SERVER_TYPES: Final = frozenset(
         "popup",
         "pinned",
         "phrases",
+        "stock",
         "result",
         "pong",
         "error",
@@ -97,13 +98,19 @@ def snapshot(
     pinned: dict[str, Any] | None,
     popup: dict[str, Any] | None,
     phrases: Sequence[dict[str, Any]],
+    cards: dict[str, Any] | None = None,
+    sales: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
+    """`cards`: the mounted product cards {mounted: [card...], pinned: product id or null};
+    `sales`: the running flash sales with their live stock."""
     return {
         "online": online,
         "likes": likes,
         "pinned": pinned,
         "popup": popup,
         "phrases": list(phrases),
+        "cards": cards if cards is not None else {"mounted": [], "pinned": None},
+        "sales": list(sales),
     }
 
 
