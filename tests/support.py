@@ -73,6 +73,12 @@ class RedisProcess:
             time.sleep(0.02)
         return False
 
+    def kill(self) -> None:
+        """Like a crash: SIGKILL, nothing saved beyond what the append-only file already has."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

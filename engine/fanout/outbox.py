@@ -63,19 +63,23 @@ class Outbox:
         self.queued_bytes += len(frame)
 
     def push(self, frame: bytes, kind: FrameKind, key: str | None, now: float) -> bool:
-        """Queue a frame. Returns False when the viewer must be closed as a slow consumer."""
+        """Queue a frame. Returns False when the viewer must be closed as a slow consumer (only
+        ever for a critical frame: chat and counters that do not fit are dropped instead)."""
         size = len(frame)
-        if kind is FrameKind.COUNTER and key is not None and self._replace(frame, key):
-            return True
-        if self.queued_bytes + size > self._max_bytes:
-            self._drop_chat(self.queued_bytes + size - self._max_bytes)
-            if self.queued_bytes + size > self._max_bytes:
-                if kind is FrameKind.CHAT:
-                    self.dropped += 1
-                    return True
-                return False
-        self._frames.append([frame, kind, key, now])
-        self.queued_bytes += size
+        replaced = self._find(key) if kind is FrameKind.COUNTER and key is not None else None
+        growth = size - (len(replaced[0]) if replaced is not None else 0)  # type: ignore[arg-type]
+        if self.queued_bytes + growth > self._max_bytes:
+            self._drop_chat(self.queued_bytes + growth - self._max_bytes)
+            if self.queued_bytes + growth > self._max_bytes:
+                if kind is FrameKind.CRITICAL:
+                    return False
+                self.dropped += 1
+                return True
+        if replaced is not None:
+            replaced[0] = frame
+        else:
+            self._frames.append([frame, kind, key, now])
+        self.queued_bytes += growth
         return True
 
     def push_forced(self, frame: bytes, now: float) -> None:
@@ -94,13 +98,12 @@ class Outbox:
                 self.dropped += 1
         self._frames = kept
 
-    def _replace(self, frame: bytes, key: str) -> bool:
+    def _find(self, key: str | None) -> list[object] | None:
+        """A queued counter frame with this key that is not being written."""
         for index, entry in enumerate(self._frames):
             if entry[2] == key and not (index == 0 and self._head_sent):
-                self.queued_bytes += len(frame) - len(entry[0])  # type: ignore[arg-type]
-                entry[0] = frame
-                return True
-        return False
+                return entry
+        return None
 
     def _drop_chat(self, need: int) -> None:
         """Drop queued chat frames, oldest first, until `need` bytes are free (never the head

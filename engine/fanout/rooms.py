@@ -245,8 +245,7 @@ class RoomRegistry:
             await trio.sleep_until(deadline)
             started = trio.current_time()
             for room in self.rooms.values():
-                if room.size:
-                    room.tick()
+                room.tick()  # empty (lingering) rooms too: their position must keep moving
             histogram.observe(trio.current_time() - started)
 
     async def _maintenance_loop(self) -> None:

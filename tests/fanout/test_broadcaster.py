@@ -25,7 +25,9 @@ def item(i: int) -> dict[str, Any]:
     return {"id": str(i), "user": "u", "name": "u", "text": f"m{i}", "ts": i}
 
 
-def broadcaster(tick_s: float = 0.1, max_messages: int = 100, max_bytes: int = 10_000) -> RoomBroadcaster:
+def broadcaster(
+    tick_s: float = 0.1, max_messages: int = 100, max_bytes: int = 10_000
+) -> RoomBroadcaster:
     return RoomBroadcaster(tick_s=tick_s, max_messages=max_messages, max_bytes=max_bytes)
 
 

@@ -127,7 +127,7 @@ def test_invariants_bytes_accounted_budget_respected_critical_never_lost(ops: li
             key = key if kind is FrameKind.COUNTER else None
             if not box.push(frame, kind, key, now=n):
                 closed = True  # slow consumer: only ever because critical frames overflow
-                assert kind is not FrameKind.CHAT
+                assert kind is FrameKind.CRITICAL
             elif kind is FrameKind.CRITICAL:
                 critical_pushed.append(frame)
         elif op == "drain":

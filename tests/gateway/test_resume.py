@@ -39,7 +39,9 @@ async def test_resume_on_the_other_node_gets_exactly_what_was_missed(
         # the phone is offline; the room goes on
         await send_and_confirm(talker, [f"gap-{i}" for i in range(5)])
         await node_b.push_popup(room, "coupon", {"value": 5})
-        async with viewer(url_b, node_b.mint_token("phone", room), since=since, epoch=epoch) as back:
+        async with viewer(
+            url_b, node_b.mint_token("phone", room), since=since, epoch=epoch
+        ) as back:
             assert back.welcome["recovery"] == "resumed"  # type: ignore[attr-defined]
             await send_and_confirm(talker, ["after-1"])
             texts = await back.chat_texts(6)
@@ -51,7 +53,9 @@ async def test_resume_on_the_other_node_gets_exactly_what_was_missed(
             assert seqs[0] == since + 1
 
 
-async def test_resume_from_too_far_back_is_told_to_resync(start_engine: StartEngine, room: str) -> None:
+async def test_resume_from_too_far_back_is_told_to_resync(
+    start_engine: StartEngine, room: str
+) -> None:
     node = await start_engine(history_size=5, replay_cache_size=5)
     url = node.address.ws_url  # type: ignore[union-attr]
     async with viewer(url, node.mint_token("talker", room)) as talker:
@@ -89,9 +93,10 @@ async def test_redis_restart_without_persistence_changes_the_epoch(
         node = Engine(engine_config(redis.url, tmp_path))
         await nursery.start(node.serve)
         url = node.address.ws_url  # type: ignore[union-attr]
-        async with viewer(url, node.mint_token("talker", room)) as talker, viewer(
-            url, node.mint_token("watcher", room)
-        ) as watcher:
+        async with (
+            viewer(url, node.mint_token("talker", room)) as talker,
+            viewer(url, node.mint_token("watcher", room)) as watcher,
+        ):
             await send_and_confirm(talker, ["one", "two"])
             assert await watcher.chat_texts(2) == ["one", "two"]
             old_epoch, old_seq = watcher.epoch, watcher.last_seq
@@ -112,7 +117,9 @@ async def test_redis_restart_without_persistence_changes_the_epoch(
                     except trio.TooSlowError:
                         pass
             assert "three" in await watcher.chat_texts(1, timeout=10)
-        async with viewer(url, node.mint_token("late", room), since=old_seq, epoch=old_epoch) as late:
+        async with viewer(
+            url, node.mint_token("late", room), since=old_seq, epoch=old_epoch
+        ) as late:
             assert late.welcome["recovery"] == "resync"  # type: ignore[attr-defined]
     finally:
         redis.stop()

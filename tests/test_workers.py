@@ -1,0 +1,88 @@
+"""`engine run --workers 2`: real node processes sharing one port under a supervisor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import trio
+from trio_websocket import ConnectionClosed
+
+from engine.identity import mint_token
+from engine.store.devredis import free_port
+from tests.conftest import StartEngine
+from tests.support import KEYS, TOKEN_KEYS, viewer
+
+pytestmark = pytest.mark.integration
+
+
+def pid_of(node_id: str) -> int:
+    return int(node_id.rsplit("-", 2)[1])  # node ids are host-pid-random
+
+
+async def test_two_workers_share_the_port_and_a_killed_one_is_replaced(
+    nursery: trio.Nursery, start_engine: StartEngine, redis_url: str, room: str, tmp_path: Path
+) -> None:
+    ws_port, http_port = free_port(), free_port()
+    args = [sys.executable, "-m", "engine.cli", "run", "--workers", "2", "--redis-url", redis_url,
+            "--ws-port", str(ws_port), "--http-port", "0", "--token-keys", TOKEN_KEYS,
+            "--chat-tick-ms", "20", "--log-level", "warning", "--data-dir", str(tmp_path)]  # fmt: skip
+    supervisor = await nursery.start(
+        lambda task_status: trio.run_process(
+            args, check=False, stdout=subprocess.DEVNULL, task_status=task_status
+        )
+    )
+    del http_port
+    url = f"ws://127.0.0.1:{ws_port}/v1/ws"
+    talker_node = await start_engine()  # a third node, outside the supervisor, for the talker
+    with trio.fail_after(20):
+        while True:
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", ws_port)
+                await stream.aclose()
+                break
+            except OSError:
+                await trio.sleep(0.1)
+    nodes: set[str] = set()
+    with trio.fail_after(30):
+        while len(nodes) < 2:  # the kernel spreads connections over both workers
+            async with viewer(url, mint_token(KEYS, user=f"probe{len(nodes)}", room=room)) as v:
+                nodes.add(v.welcome["node"])  # type: ignore[attr-defined]
+            await trio.sleep(0.05)
+    async with viewer(talker_node.address.ws_url, talker_node.mint_token("talker", room)) as talker:  # type: ignore[union-attr]
+        async with viewer(url, mint_token(KEYS, user="phone", room=room)) as phone:
+            await talker.send(type="danmaku", text="one")
+            assert await phone.chat_texts(1) == ["one"]
+            victim = pid_of(phone.welcome["node"])  # type: ignore[attr-defined]
+            os.kill(victim, signal.SIGKILL)
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await phone.recv(timeout=10)
+            since, epoch = phone.last_seq, phone.epoch
+        await talker.send(type="danmaku", text="two")  # sent while the phone is away
+        with trio.fail_after(20):  # the phone comes back, to whichever worker the kernel picks
+            while True:
+                try:
+                    async with viewer(url, mint_token(KEYS, user="phone", room=room),
+                                      since=since, epoch=epoch) as back:  # fmt: skip
+                        assert back.welcome["recovery"] == "resumed"  # type: ignore[attr-defined]
+                        await talker.send(type="danmaku", text="three")
+                        assert await back.chat_texts(2) == ["two", "three"]
+                        break
+                except (OSError, ConnectionClosed):
+                    await trio.sleep(0.2)
+    with trio.fail_after(20):  # the supervisor replaced the dead worker
+        while True:
+            workers = psutil.Process(supervisor.pid).children()
+            if len(workers) == 2 and victim not in {w.pid for w in workers}:
+                break
+            await trio.sleep(0.2)
+    supervisor.send_signal(signal.SIGTERM)
+    with trio.fail_after(20):
+        assert await supervisor.wait() == 0
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
