@@ -4,6 +4,7 @@ engine run [--dev] [--ws-port N] ...      every Config field is a flag (and ENGI
 engine token --user U --room R [--role anchor]
 engine events tail --room R [--group G --consumer C]
 engine config                              the settings, their env names and defaults
+engine ctl COMMAND --room R ...            a control command (docs/control.md)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import structlog
 import trio
 
 from engine.config import Config, fields_doc, markdown_table
+from engine.control.ctl import add_ctl_parser, run_ctl
 from engine.devkeys import resolve_keys
 from engine.identity import Role, mint_token
 from engine.logs import configure
@@ -80,11 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="list settings with env names and defaults")
     config.add_argument("--markdown", action="store_true", help="as docs/configuration.md")
+
+    add_ctl_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "ctl":
+        return run_ctl(args, out)
     if args.command == "config" and args.markdown:
         out.write(markdown_table())
         return 0
@@ -132,6 +138,8 @@ async def _run(config: Config, out: TextIO) -> None:
             f"engine node {address.node_id} is up\n"
             f"  viewer WebSocket: {address.ws_url}?token=<JWT>\n"
             f"  metrics:          {address.http_url}/metrics\n"
+            f"  control API:      {address.http_url}/api/openapi.json\n"
+            f"  control socket:   {address.control_socket or '-'}  (engine ctl --help)\n"
             f"  redis:            {address.redis_url}\n"
         )
         if config.dev:

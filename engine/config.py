@@ -104,6 +104,20 @@ class Config:
     seckill_retention_s: float = _opt(
         3 * 86400.0, "a finished sale's records (holds, requests) are kept this long"
     )
+    # --- control plane (docs/control.md) ------------------------------------------------
+    control_socket: str = _opt(
+        "",
+        "operators' Unix socket (JSON-RPC, mode 0600, no token: trusted local access); "
+        "empty = <data_dir>/control.sock, 'none' = no socket",
+    )
+    numbers_interval_s: float = _opt(1.0, "live numbers push interval on the control WebSocket")
+    reminder_lead_s: float = _opt(
+        900.0, "reminder.due events are written this long before a reserved room's start"
+    )
+    scheduler_poll_s: float = _opt(1.0, "how often a node looks for due jobs (reminders, ...)")
+    scheduler_lease_s: float = _opt(
+        30.0, "a job a node claimed is claimed again by another node after this long"
+    )
     # --- logging -------------------------------------------------------------------------
     log_level: str = _opt("info", "debug, info, warning or error")
 
@@ -123,6 +137,12 @@ class Config:
                 raise ValueError(f"token key {kid!r} is shorter than 32 bytes")
             keys[kid] = secret.encode()
         return keys
+
+    def control_socket_path(self) -> str | None:
+        """Where the operators' Unix socket is (None: switched off)."""
+        if self.control_socket.strip().lower() == "none":
+            return None
+        return self.control_socket or os.path.join(self.data_dir, "control.sock")
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

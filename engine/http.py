@@ -1,9 +1,9 @@
-"""The node's HTTP side, served by hypercorn on Trio: `/metrics` (Prometheus) and `/healthz`.
-Later the control API and the demo pages mount here too."""
+"""The node's HTTP side, served by hypercorn on Trio: `/metrics` (Prometheus), `/healthz`, and
+the control plane's HTTP API (/api) and control WebSocket (/v1/control), see engine/control/."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -12,14 +12,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from engine.metrics import Metrics
 
 HealthCheck = Callable[[], Awaitable[dict[str, object]]]
 
 
-def build_app(metrics: Metrics, health: HealthCheck) -> Starlette:
+def build_app(metrics: Metrics, health: HealthCheck, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """/healthz, /metrics, and `routes` (the control plane's API and WebSocket)."""
+
     async def healthz(request: Request) -> JSONResponse:
         report = await health()
         return JSONResponse(report, status_code=200 if report.get("ok") else 503)
@@ -27,7 +29,7 @@ def build_app(metrics: Metrics, health: HealthCheck) -> Starlette:
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", prometheus)])
+    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", prometheus), *routes])
 
 
 async def serve_http(

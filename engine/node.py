@@ -4,6 +4,7 @@ program, and cancelling that nursery shuts the node down."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ import structlog
 import trio
 
 from engine.config import Config
+from engine.control.plane import ControlPlane
+from engine.control.registry import OPERATOR
 from engine.devkeys import resolve_keys
 from engine.errors import ErrorCode
 from engine.fanout.rooms import RoomRegistry
@@ -20,16 +23,25 @@ from engine.features.chat import Chat
 from engine.features.likes import LikeCounter
 from engine.features.popups import Popups
 from engine.features.products import Products
+from engine.features.pulse import LiveNumbers, RoomPulse
+from engine.features.reservations import Reservations
+from engine.features.rooms import REMINDER_JOB, RoomLifecycle
 from engine.features.seckill_node import Seckill
+from engine.features.shares import Shares
 from engine.gateway.dispatch import Dispatcher
 from engine.gateway.gateway import Gateway
+from engine.gateway.handlers import reservations as reservation_handlers
 from engine.gateway.handlers import room as room_handlers
 from engine.gateway.handlers import seckill as seckill_handlers
 from engine.http import build_app, serve_http
-from engine.identity import Role, TokenVerifier, mint_token
+from engine.identity import Identity, Role, TokenVerifier, mint_token
 from engine.metrics import Metrics
+from engine.protocol.client import Danmaku, clean_text
+from engine.scheduler import Scheduler
 from engine.stats import NodeStats
 from engine.store.devredis import private_redis
+from engine.store.jobs import JobStore
+from engine.store.rooms import RoomStore
 from engine.store.seckill import SeckillStore
 from engine.store.store import Store, open_redis
 
@@ -48,6 +60,8 @@ class NodeAddress:
     ws_port: int
     http_port: int
     redis_url: str
+    control_url: str = ""  # the control WebSocket (JSON-RPC, live numbers)
+    control_socket: str | None = None  # the operators' Unix socket, if this node serves it
 
 
 @dataclass(slots=True)
@@ -60,6 +74,10 @@ class _Services:
     rooms: RoomRegistry
     seckill: Seckill
     products: Products
+    lifecycle: RoomLifecycle
+    reservations: Reservations
+    shares: Shares
+    numbers: LiveNumbers
 
 
 class Engine:
@@ -70,6 +88,7 @@ class Engine:
         self.verifier = TokenVerifier(self.keys, self.config.token_leeway_s)
         self.stats = NodeStats()
         self.metrics = Metrics(self.stats)
+        self.control = ControlPlane(self)  # the command registry and its transports
         self.address: NodeAddress | None = None
         self._services: _Services | None = None
         self._services_scope: trio.CancelScope | None = None
@@ -135,6 +154,15 @@ class Engine:
             seckill_handlers.register(
                 dispatcher, seckill, products, max_inflight=config.seckill_max_inflight_per_viewer
             )
+            room_store = RoomStore(redis, event_maxlen=config.event_stream_maxlen)
+            scheduler = Scheduler(JobStore(redis), poll_s=config.scheduler_poll_s,
+                                  lease_s=config.scheduler_lease_s)  # fmt: skip
+            lifecycle = RoomLifecycle(
+                room_store, popups, scheduler, reminder_lead_s=config.reminder_lead_s
+            )
+            reservations = Reservations(room_store)
+            scheduler.register(REMINDER_JOB, reservations.run_reminders)
+            reservation_handlers.register(dispatcher, reservations)
             gateway = Gateway(
                 config,
                 node_id=self.node_id,
@@ -144,10 +172,22 @@ class Engine:
                 dispatcher=dispatcher,
                 stats=self.stats,
                 metrics=self.metrics,
+                admission=lifecycle.admit,
             )
+            lifecycle.evict = lambda room: gateway.close_viewers(
+                room, ErrorCode.REHEARSAL, "the room is in rehearsal: staff only"
+            )
+            pulse = RoomPulse(
+                room_store,
+                serving=lambda: [r.id for r in rooms.rooms.values() if r.size],
+                take_sent=chat.take_sent,
+                on_rehearsal=lifecycle.seen_rehearsal,
+            )
+            numbers = LiveNumbers(room_store)
             self._services = _Services(
-                store, chat, popups, likes, gateway, rooms, seckill, products
-            )
+                store, chat, popups, likes, gateway, rooms, seckill, products,
+                lifecycle, reservations, Shares(room_store), numbers,
+            )  # fmt: skip
             try:
                 async with trio.open_nursery() as nursery:
                     self._services_scope = nursery.cancel_scope
@@ -155,9 +195,15 @@ class Engine:
                     await nursery.start(likes.run)
                     await nursery.start(seckill.run)
                     ws_port = await nursery.start(gateway.serve, ws_socket)
-                    app = build_app(self.metrics, self._health)
+                    await nursery.start(scheduler.run)
+                    await nursery.start(pulse.run)
+                    control_socket = None
+                    if (socket_path := config.control_socket_path()) is not None:
+                        control_socket = await nursery.start(self.control.serve_unix, socket_path)
+                    app = build_app(self.metrics, self._health, self.control.routes())
                     http_port = await nursery.start(serve_http, app, config.host, config.http_port)
                     self.address = _address(config, self.node_id, ws_port, http_port, redis_url)
+                    self.address = dataclasses.replace(self.address, control_socket=control_socket)
                     log.info("engine node started", **_public(self.address))
                     task_status.started(self.address)
             finally:
@@ -181,8 +227,10 @@ class Engine:
         """Show a popup to every viewer of `room` now (and to later joiners while it lasts)."""
         return await self._running().popups.push(room, kind, data, ttl_s=ttl_s)
 
-    async def pin(self, room: str, text: str) -> dict[str, Any]:
-        return await self._running().chat.pin(room, text)
+    async def pin(self, room: str, text: str, *, by: str | None = None) -> dict[str, Any]:
+        """Pin a message (`by`: who pinned it, shown to viewers)."""
+        who = None if by is None else Identity(by, room, Role.ANCHOR, expires_at=0.0)
+        return await self._running().chat.pin(room, text, who)
 
     async def unpin(self, room: str) -> None:
         await self._running().chat.unpin(room)
@@ -247,6 +295,77 @@ class Engine:
         """A sale's settings and counters (stock, left, held, sold, ...)."""
         return await self._running().seckill.status(room, sale)
 
+    # --- rooms, reservations, shares, live numbers (see docs/control.md) ---------------------
+
+    async def command(self, name: str, room: str | None = None, **params: Any) -> dict[str, Any]:
+        """Run a control command by name, as an operator (the registry validates `params`).
+        Raises EngineError with the command's error code."""
+        return await self.control.call(OPERATOR, name, params, transport="embedded", room=room)
+
+    async def create_room(
+        self, room: str, *, title: str, anchor: str, **fields: Any
+    ) -> dict[str, Any]:
+        """Create a room: title, anchor, and optionally anchor_name, starts_at (ms), cover,
+        preview. EngineError(room_exists)."""
+        return await self._running().lifecycle.create(room, title=title, anchor=anchor, **fields)
+
+    async def update_room(self, room: str, **fields: Any) -> dict[str, Any]:
+        return await self._running().lifecycle.update(room, **fields)
+
+    async def room_info(self, room: str) -> dict[str, Any]:
+        return await self._running().lifecycle.get(room)
+
+    async def start_room(self, room: str) -> dict[str, Any]:
+        return await self._running().lifecycle.start(room)
+
+    async def end_room(self, room: str) -> dict[str, Any]:
+        return await self._running().lifecycle.end(room)
+
+    async def set_rehearsal(self, room: str, on: bool) -> dict[str, Any]:
+        """Rehearsal on: only staff tokens may be in the room (viewers are closed)."""
+        return await self._running().lifecycle.rehearsal(room, on)
+
+    async def stream_notice(self, room: str, state: Any, text: str | None = None) -> dict[str, Any]:
+        """Tell every viewer the stream is `interrupted` or `resumed` (a `stream` popup)."""
+        return await self._running().lifecycle.stream_notice(room, state, text)
+
+    async def clear_popup(self, room: str) -> None:
+        await self._running().popups.clear(room)
+
+    async def reply(
+        self,
+        room: str,
+        text: str,
+        *,
+        user: str,
+        name: str | None = None,
+        reply_to: str | None = None,
+    ) -> dict[str, Any]:
+        """Post a chat message as the anchor `user`, optionally an @reply to `reply_to`."""
+        services = self._running()
+        anchor = Identity(user, room, Role.ANCHOR, expires_at=0.0, name=name)
+        message = Danmaku(text=clean_text(text, "text", self.config.max_danmaku_chars),
+                          reply_to=reply_to)  # fmt: skip
+        return await services.chat.send(room, anchor, message, {})
+
+    async def reserve(self, room: str, user: str, *, source: Any = "host") -> dict[str, Any]:
+        return await self._running().reservations.reserve(room, user, source)
+
+    async def cancel_reservation(
+        self, room: str, user: str, *, source: Any = "host"
+    ) -> dict[str, Any]:
+        return await self._running().reservations.cancel(room, user, source)
+
+    async def record_share(
+        self, room: str, share_id: str, user: str, channel: str | None = None
+    ) -> dict[str, Any]:
+        """The host reports a share; idempotent by `share_id` (a share.recorded event once)."""
+        return await self._running().shares.record(room, share_id, user, channel)
+
+    async def live_numbers(self, room: str) -> dict[str, Any]:
+        """Online, peak, likes, danmaku rate and total, running sales."""
+        return await self._running().numbers.read(room)
+
     def mint_token(self, user: str, room: str, role: Role | str = Role.VIEWER, **kw: Any) -> str:
         """Sign a token with this node's first key (dev tooling and tests; hosts sign their own)."""
         return mint_token(self.keys, user=user, room=room, role=role, **kw)
@@ -272,6 +391,7 @@ def _address(
         node_id=node_id,
         ws_url=config.public_ws_url or f"ws://{host}:{ws_port}/v1/ws",
         http_url=f"http://{host}:{http_port}",
+        control_url=f"ws://{host}:{http_port}/v1/control",
         ws_port=ws_port,
         http_port=http_port,
         redis_url=redis_url,

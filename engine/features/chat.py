@@ -50,6 +50,12 @@ class Chat:
         self._node_tag = node_tag
         self._ids = itertools.count(1)
         self._max_text = max_text_chars
+        # danmaku sent per room since the live-number pulse last took them (features/pulse.py)
+        self.sent: dict[str, int] = {}
+
+    def take_sent(self) -> dict[str, int]:
+        sent, self.sent = self.sent, {}
+        return sent
 
     def next_id(self) -> str:
         return f"{self._node_tag}.{next(self._ids):x}"
@@ -59,6 +65,7 @@ class Chat:
     ) -> dict[str, Any]:
         item = chat_item(identity, message, phrases, self.next_id(), now_ms())
         await self._store.publish(room, {"k": "chat", "m": item})
+        self.sent[room] = self.sent.get(room, 0) + 1
         return item
 
     async def pin(self, room: str, text: str, by: Identity | None = None) -> dict[str, Any]:

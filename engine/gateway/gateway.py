@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import itertools
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -45,7 +46,7 @@ from engine.gateway.handshake import (
     send_all,
     upgrade_params,
 )
-from engine.identity import TokenVerifier
+from engine.identity import Identity, TokenVerifier
 from engine.metrics import Metrics
 from engine.protocol import server
 from engine.protocol.client import Limits, decode_client_message
@@ -55,6 +56,7 @@ from engine.store.store import Store
 
 log = structlog.get_logger("engine.gateway")
 
+Admission = Callable[[Identity], Awaitable[None]]  # raises AuthError to refuse
 RECV_BYTES = 65536
 ACCEPT_BATCH = 256
 _INF = float("inf")
@@ -78,10 +80,12 @@ class Gateway:
         dispatcher: Dispatcher,
         stats: NodeStats,
         metrics: Metrics,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.node_id = node_id
         self.verifier = verifier
+        self.admission = admission  # may refuse a verified viewer (e.g. rehearsal: staff only)
         self.rooms = rooms
         self.store = store
         self.dispatcher = dispatcher
@@ -137,6 +141,14 @@ class Gateway:
                     )
                 nursery.start_soon(self._serve_connection, sock, addr)
 
+    def close_viewers(self, room: str, code: ErrorCode, reason: str) -> int:
+        """Close this node's non-staff viewers of `room` (rehearsal); how many."""
+        closing = [c for c in self.connections
+                   if c.identity.room == room and not c.identity.role.is_staff]  # fmt: skip
+        for conn in closing:
+            conn.close(code, reason)
+        return len(closing)
+
     def start_writer(self, conn: ViewerConnection) -> None:
         assert self._nursery is not None
         self._nursery.start_soon(conn.drain)
@@ -184,6 +196,8 @@ class Gateway:
         await send_all(sock, accept)
         try:
             identity = self.verifier.verify(params.token, params.room)
+            if self.admission is not None:
+                await self.admission(identity)
         except AuthError as exc:
             self.metrics.connections_refused.labels(exc.code.value).inc()
             log.info("viewer refused", code=exc.code.value, reason=exc.message, peer=str(addr))

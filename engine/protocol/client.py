@@ -79,6 +79,20 @@ class Leave:
 
 
 @dataclass(frozen=True, slots=True)
+class Reserve:
+    """Reserve the (scheduled) room: the host is told, and reminded to notify before the start."""
+
+    rid: RequestId = None
+    type: str = "reserve"
+
+
+@dataclass(frozen=True, slots=True)
+class Unreserve:
+    rid: RequestId = None
+    type: str = "unreserve"
+
+
+@dataclass(frozen=True, slots=True)
 class Grab:
     """Grab `qty` units of a running flash sale. `rid` is required: it is the idempotency key (a
     retry with the same rid gets the first answer again). `room`, if given, must be the
@@ -100,7 +114,7 @@ class Click:
     type: str = "click"
 
 
-ClientMessage = Danmaku | Like | Ping | Pin | Unpin | Leave | Grab | Click
+ClientMessage = Danmaku | Like | Ping | Pin | Unpin | Leave | Reserve | Unreserve | Grab | Click
 
 
 def to_wire(message: ClientMessage) -> dict[str, Any]:
@@ -216,6 +230,8 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "pin": _pin,
     "unpin": lambda obj, rid, limits: Unpin(rid=rid),
     "leave": lambda obj, rid, limits: Leave(rid=rid),
+    "reserve": lambda obj, rid, limits: Reserve(rid=rid),
+    "unreserve": lambda obj, rid, limits: Unreserve(rid=rid),
     "grab": _grab,
     "click": _click,
 }

@@ -1,0 +1,46 @@
+"""`live_numbers`: the numbers the control WebSocket pushes every second, on demand."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from engine.control.registry import Call, Command, NoParams, Result
+
+if TYPE_CHECKING:
+    from engine.node import Engine
+
+
+class SaleNumbers(Result):
+    sale: str
+    product: str | None = None
+    status: str | None = None
+    stock: int | None = None
+    left: int | None = None
+    grabs: int | None = None
+    sold: int | None = None
+
+
+class LiveNumbersResult(Result):
+    room: str
+    online: int = Field(description="viewers connected now, over all nodes")
+    peak: int = Field(description="highest online count this session (sampled every second)")
+    likes: int = Field(description="the room's like total")
+    danmaku_per_s: float = Field(description="danmaku per second over the last 5 whole seconds")
+    danmaku_total: int = Field(description="danmaku sent this session")
+    sales: list[SaleNumbers] = Field(default_factory=list, description="running flash sales")
+    ts: int
+
+
+async def _numbers(engine: Engine, call: Call) -> Any:
+    return await engine.live_numbers(call.room)
+
+
+def commands() -> list[Command]:
+    return [
+        Command("live_numbers", "Online, peak, likes, danmaku rate and running sales, now.",
+                NoParams, LiveNumbersResult, _numbers, read_only=True, path="/rooms/{room}/numbers",
+                doc="The control WebSocket pushes the same object about once a second as the "
+                    "`live_numbers` notification."),
+    ]  # fmt: skip
