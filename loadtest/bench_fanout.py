@@ -111,6 +111,7 @@ class Bench:
         self.logdir = RESULTS / "logs"
         self.clients: Clients | None = None
         self.profiler = Profiler(Path(opts.profile)) if opts.profile else None
+        self.engine_tree = Path(opts.engine_tree) if opts.engine_tree else None
         self.viewers = self._viewer_paths(opts.viewers, opts.probes)
         self.senders = [self._path(f"s{i}") for i in range(opts.hot_senders)]
         self.tail = self._path("tail")
@@ -139,7 +140,7 @@ class Bench:
         if "batch" in only or ("hot" in only and hot_base in ("batched", "both")):
             hot = ["hot"] if "hot" in only and hot_base in ("batched", "both") else []
             plans.append(("baseline", 100, [s for s in ("batch",) if s in only] + hot))
-        return plans
+        return [p for p in plans if p[0] in self.opts.servers]
 
     def run(self) -> dict[str, Any]:
         opts = self.opts
@@ -154,8 +155,11 @@ class Bench:
         self.clients = Clients(opts.client_procs)
         try:
             for kind, tick, scenarios in self.plans():
-                starter = start_engine if kind == "engine" else start_baseline
-                sut = starter(tick, f"{KID}:{SECRET}", self.logdir)
+                keys = f"{KID}:{SECRET}"
+                if kind == "engine":
+                    sut = start_engine(tick, keys, self.logdir, self.engine_tree)
+                else:
+                    sut = start_baseline(tick, keys, self.logdir)
                 key = f"{kind}-{tick}"
                 log(f"== {sut.label}: pid {sut.proc.pid}, port {sut.ws_port}")
                 try:
@@ -211,8 +215,16 @@ class Bench:
         clients = self.clients
         assert clients is not None
         names = clients.viewer_names
-        for i, name in enumerate(names):
-            part = self.viewers[i :: len(names)]
+        parts: list[list[tuple[str, bool]]] = [[] for _ in names]
+        plain = probes = 0
+        for item in self.viewers:  # in connection order; probes spread evenly over processes
+            if item[1]:
+                parts[probes % len(names)].append(item)
+                probes += 1
+            else:
+                parts[plain % len(names)].append(item)
+                plain += 1
+        for name, part in zip(names, parts, strict=True):
             clients.pipes[name].send(("connect", "viewer", HOST, port, part, self.opts.concurrency))
         replies = []
         for name in names:
@@ -229,6 +241,7 @@ class Bench:
         snap = {
             "t": time.time(),
             "server_cpu": sut.proc.cpu_s(),
+            "server_split": sut.proc.cpu_split(),
             "redis_cpu": sut.redis.cpu_s() if sut.redis is not None else None,
             "clients_cpu": clients.cpu_s(),
             "machine": psutil.cpu_times()._asdict(),
@@ -236,6 +249,38 @@ class Bench:
         snap["viewers"] = clients.ask_viewers(("stats",))
         snap["pub"] = clients.pub(("pub_stats",))
         return snap
+
+    def wait_quiet(self, sut: ServerUnderTest) -> float | None:
+        """Wait (at most --quiet-wait s) until processes that are not ours use less than
+        --quiet-max % of a core: a shared 2-core machine skews every figure. Returns the last
+        reading."""
+        clients = self.clients
+        assert clients is not None
+        if self.opts.quiet_wait <= 0:
+            return None
+        ours = [sut.proc] + ([sut.redis] if sut.redis is not None else [])
+        deadline = time.monotonic() + self.opts.quiet_wait
+        warned = False
+        while True:
+            m0, o0 = (
+                psutil.cpu_times(),
+                sum(p.cpu_s() for p in ours) + sum(clients.cpu_s().values()),
+            )
+            t0 = time.monotonic()
+            time.sleep(1.0)
+            m1, o1 = (
+                psutil.cpu_times(),
+                sum(p.cpu_s() for p in ours) + sum(clients.cpu_s().values()),
+            )
+            wall = time.monotonic() - t0
+            other = 100 * (_busy(m0._asdict(), m1._asdict()) - (o1 - o0)) / wall
+            if other <= self.opts.quiet_max or time.monotonic() > deadline:
+                if warned or other > self.opts.quiet_max:
+                    log(f"   other processes use {other:.0f}% of a core; going on")
+                return other
+            if not warned:
+                log(f"   waiting for a quiet machine: other processes use {other:.0f}% of a core")
+                warned = True
 
     def window(self, sut: ServerUnderTest, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         opts = self.opts
@@ -252,6 +297,7 @@ class Bench:
         clients, opts = self.clients, self.opts
         assert clients is not None
         clients.ask_viewers(("pace", opts.pace))
+        quiet = self.wait_quiet(sut)
         start = clients.ask_viewers(("stats",))
         clients.pub(("run_window", window, opts.warmup + opts.duration + 60))
         a, b = self.window(sut, f"{sut.kind}-{name}")
@@ -259,7 +305,7 @@ class Bench:
         sent = clients.pub(("pub_stats",))["sent"]
         ready = sum(s["ready"] for s in start)
         end = self.drain(lambda: sum(s["msgs"] for s in start) + sent * ready)
-        res = rates(a, b, sut) | {"window": window, "sent": sent}
+        res = rates(a, b, sut) | {"window": window, "sent": sent, "other_before": quiet}
         res["expected"] = sent * ready
         res["delivered"] = sum(e["msgs"] - s["msgs"] for s, e in zip(start, end, strict=True))
         res["lost"] = res["expected"] - res["delivered"]
@@ -272,7 +318,8 @@ class Bench:
     def hot(self, sut: ServerUnderTest) -> dict[str, Any]:
         clients, opts = self.clients, self.opts
         assert clients is not None
-        clients.ask_viewers(("pace", 0.0))
+        clients.ask_viewers(("pace", opts.pace))
+        quiet = self.wait_quiet(sut)
         rate = opts.hot_rate
         clients.pub(("run_rate", rate, opts.warmup + opts.duration + 1))
         time.sleep(opts.warmup)
@@ -289,19 +336,29 @@ class Bench:
         clients.pub(("stop",))
         expected = clients.pub(("count_sent", t0, t1))
         self.drain(None, limit=opts.drain)
-        samples: array[float] = array("d")
+        triples: array[float] = array("d")  # (send time, latency, server intake latency)
         probes = 0
         for raw, n in clients.ask_viewers(("lat_collect",)):
-            samples.frombytes(raw)
+            triples.frombytes(raw)
             probes += n
         res = rates(a, b, sut) | {"rate_target": rate, "sent_in_window": expected}
+        res["other_before"] = quiet
         res["sent_per_s"] = expected / (t1 - t0)
-        res["latency"] = latency_stats(sorted(samples), probes * expected)
+        res["latency"] = latency_stats(sorted(triples[1::3]), probes * expected)
+        intake = sorted(triples[2::3])
+        res["latency"]["intake_p50_ms"] = intake[len(intake) // 2] * 1000 if intake else None
+        res["latency"]["intake_p99_ms"] = (
+            intake[int(0.99 * (len(intake) - 1))] * 1000 if intake else None
+        )
+        res["latency_by_second"] = by_second(triples, t0)
         res["probes"] = probes
+        res["publisher_unsent_bytes"] = b["pub"]["queued"]
         res["engine_counters"] = sut.engine_counters()
         lat = res["latency"]
-        log(f"   hot: server CPU {res['server_cpu']:.0f}%, p50 {fmt_ms(lat['p50_ms'])} "
-            f"p99 {fmt_ms(lat['p99_ms'])} ms, {lat['missing']} probe deliveries missing")
+        log(
+            f"   hot: server CPU {res['server_cpu']:.0f}%, p50 {fmt_ms(lat['p50_ms'])} "
+            f"p99 {fmt_ms(lat['p99_ms'])} ms, {lat['missing']} probe deliveries missing"
+        )
         return res
 
     def drain(self, target: Callable[[], int] | None, limit: float | None = None) -> list[Any]:
@@ -338,10 +395,15 @@ def rates(a: dict[str, Any], b: dict[str, Any], sut: ServerUnderTest) -> dict[st
         frames += (vb["frames"] - va["frames"]) / dt
         nbytes += (vb["bytes"] - va["bytes"]) / dt
     ma, mb = a["machine"], b["machine"]
-    busy = sum(mb.values()) - sum(ma.values()) - (mb["idle"] - ma["idle"])
-    busy -= mb.get("iowait", 0) - ma.get("iowait", 0)
+    busy = _busy(ma, mb)
+    split = [
+        100 * (y - x) / wall for x, y in zip(a["server_split"], b["server_split"], strict=True)
+    ]
     out = {
         "seconds": round(wall, 3),
+        "server_cpu_user": split[0],
+        "server_cpu_sys": split[1],
+        "machine_softirq": 100 * (mb.get("softirq", 0) - ma.get("softirq", 0)) / wall,
         "msgs_per_s": msgs,
         "frames_per_s": frames,
         "mbytes_per_s": nbytes / 1e6,
@@ -357,7 +419,17 @@ def rates(a: dict[str, Any], b: dict[str, Any], sut: ServerUnderTest) -> dict[st
         "pub_sent_per_s": (b["pub"]["sent"] - a["pub"]["sent"]) / (b["pub"]["t"] - a["pub"]["t"]),
     }
     out["client_cpu_total"] = sum(out["client_cpu"].values())
+    # CPU of processes that are not part of the benchmark (kernel softirq/irq time excluded)
+    kernel = sum(mb.get(k, 0) - ma.get(k, 0) for k in ("softirq", "irq")) * 100 / wall
+    out["other_cpu"] = (out["machine_busy"] - out["server_cpu"] - (out["redis_cpu"] or 0)
+                        - out["client_cpu_total"] - kernel)  # fmt: skip
     return out
+
+
+def _busy(ma: dict[str, float], mb: dict[str, float]) -> float:
+    """CPU seconds the whole machine was busy between two psutil.cpu_times() readings."""
+    skip = ("idle", "iowait", "guest", "guest_nice")  # guest time is already in user
+    return sum(mb[k] - ma[k] for k in mb if k not in skip)
 
 
 def latency_stats(samples: list[float], expected: int) -> dict[str, Any]:
@@ -373,6 +445,20 @@ def latency_stats(samples: list[float], expected: int) -> dict[str, Any]:
 
     return {"samples": len(samples), "missing": missing, "p50_ms": pct(0.50),
             "p99_ms": pct(0.99), "max_ms": samples[-1] * 1000 if samples else None}  # fmt: skip
+
+
+def by_second(triples: array[float], t0: float) -> list[dict[str, Any]]:
+    """p50/p99/max latency of the probe deliveries per second of send time (is it stable?)."""
+    buckets: dict[int, list[float]] = {}
+    for i in range(0, len(triples), 3):
+        buckets.setdefault(int(triples[i] - t0), []).append(triples[i + 1])
+    out = []
+    for second in sorted(buckets):
+        lat = sorted(buckets[second])
+        out.append({"s": second, "n": len(lat), "p50_ms": round(lat[len(lat) // 2] * 1000, 1),
+                    "p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1000, 1),
+                    "max_ms": round(lat[-1] * 1000, 1)})  # fmt: skip
+    return out
 
 
 def fmt_ms(v: float | None) -> str:
@@ -405,10 +491,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=3.0, help="idle time before RSS, s")
     p.add_argument("--drain", type=float, default=10.0, help="max wait for stragglers, s")
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios")
+    p.add_argument("--servers", default="engine,baseline", help="which servers to measure")
     p.add_argument("--client-procs", type=int, default=2, help="viewer client processes")
     p.add_argument("--concurrency", type=int, default=64, help="upgrades in flight per process")
-    p.add_argument("--pace", type=float, default=0.1,
-                   help="throughput scenarios: min seconds per client round")  # fmt: skip
+    p.add_argument("--pace", type=float, default=0.5,
+                   help="seconds between reads of a non-probe viewer socket")  # fmt: skip
     p.add_argument("--window", type=int, default=16, help="fanout: messages in flight")
     p.add_argument("--batch-window", type=int, default=2000, help="batch: messages in flight")
     p.add_argument("--hot-rate", type=float, default=500.0, help="hot room: danmaku/s in")
@@ -416,10 +503,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--probes", type=int, default=100, help="latency probe viewers")
     p.add_argument("--hot-baseline", choices=["plain", "batched", "both", "none"],
                    default="both", help="baseline variants in the hot scenario")  # fmt: skip
+    p.add_argument(
+        "--quiet-max",
+        type=float,
+        default=10.0,
+        help="before a window: wait until other processes use less CPU (%% of a core)",
+    )
+    p.add_argument("--quiet-wait", type=float, default=120.0, help="longest such wait, s")
     p.add_argument("--profile", metavar="DIR", help="py-spy the engine in each measured window")
+    p.add_argument("--engine-tree", metavar="DIR",
+                   help="run the engine of this checkout (default: the installed one)")  # fmt: skip
     p.add_argument("--json", metavar="FILE", help="results file (default loadtest/results/...)")
     opts = p.parse_args(argv)
     opts.only = [s.strip() for s in opts.only.split(",") if s.strip()]
+    opts.servers = [s.strip() for s in opts.servers.split(",") if s.strip()]
     unknown = set(opts.only) - set(SCENARIOS)
     if unknown:
         p.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
@@ -431,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     results = Bench(opts).run()
     text = report.render(results)
     print(text)
-    path = Path(opts.json) if opts.json else RESULTS / f"fanout-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = (
+        Path(opts.json) if opts.json else RESULTS / f"fanout-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     results["verdicts"] = report.verdicts(results)
     path.write_text(json.dumps(results, indent=2, default=str, allow_nan=True))

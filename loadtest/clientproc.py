@@ -3,8 +3,11 @@ commands from the benchmark over a pipe (no asyncio or trio on the hot path).
 
 * `ViewerLoop`: viewers. Each read is counted (`wsclient.walk` + `count_marker`); probe sockets
   also decode their chat frames to measure send-to-deliver latency from the timestamp the
-  publisher put in each danmaku text. `pace` makes a round last at least that long, so that in
-  throughput scenarios each read picks up several frames and the client stays cheap.
+  publisher put in each danmaku text. Two epoll sets: the fast one (control pipe, probes,
+  sockets still upgrading) is served at once; the slow one (every other viewer) is read once per
+  `pace` seconds, so each read picks up several frames and the client stays cheap, while probes
+  keep measuring without that delay (a slow round stops every 256 sockets to serve the fast set).
+  The server's work is the same either way: the kernel buffers what a viewer has not read yet.
 * `PublisherLoop`: sender connections plus the "tail" viewer (connected last, so it is the last
   one served by a fan-out loop that goes in connection order). Two modes: a closed loop that
   keeps at most `window` messages in flight (in flight = sent and not yet seen by the tail), and
@@ -16,10 +19,12 @@ Danmaku text: "<seq:08d> <time.time():.6f> bench-danmaku".
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
 import signal
 import socket
+import struct
 import time
 from array import array
 from collections import deque
@@ -45,6 +50,9 @@ from loadtest.wsclient import (
 )
 
 RECV_BYTES = 262144
+MAX_EVENTS = 65536  # epoll.poll() returns at most 1023 events unless told otherwise
+SLOW_SLICE = 256  # slow-set sockets read between two looks at the fast set
+SLICE_S = 0.02  # how often a share of the slow set is read when paced
 IN, OUT = select.EPOLLIN, select.EPOLLOUT
 _CHAT_PREFIX = b'{"type":"chat"'
 _WELCOME_PREFIX = b'{"type":"welcome"'
@@ -75,8 +83,12 @@ class ConnectBatch:
 class ViewerLoop:
     def __init__(self, ctl: Connection) -> None:
         self.ctl = ctl
-        self.ep = select.epoll()
+        self.ep = select.epoll()  # fast set
         self.ep.register(ctl.fileno(), IN)
+        self.slow = select.epoll()  # paced set: ready non-probe viewers
+        self.ep.register(self.slow.fileno(), IN)  # while pace == 0: served like the fast set
+        self.next_slow = 0.0
+        self.n_slow = 0  # sockets in the slow set
         self.conns: dict[int, Conn] = {}
         self.groups: dict[str, list[Conn]] = {}
         self.joining: dict[int, ConnectBatch] = {}  # fd -> its batch, until ready or failed
@@ -93,20 +105,57 @@ class ViewerLoop:
 
     def run(self) -> None:
         while self.running:
-            started = time.monotonic()
-            for fd, ev in self.ep.poll(self.poll_timeout()):
-                if fd == self.ctl.fileno():
-                    while self.running and self.ctl.poll():
-                        self.command(self.ctl.recv())
-                    continue
+            timeout = self.poll_timeout()
+            if self.pace:
+                timeout = max(0.0, min(timeout, self.next_slow - time.monotonic()))
+            self.serve_fast(self.ep.poll(timeout, MAX_EVENTS), in_slow_round=False)
+            if self.pace and time.monotonic() >= self.next_slow:
+                # A share of the slow set every SLICE_S, not all of it every `pace`: the same
+                # reads, spread out, so the client never takes a core in one long burst.
+                step = min(self.pace, SLICE_S)
+                self.next_slow = time.monotonic() + step
+                self.slow_round(max(1, math.ceil(self.n_slow * step / self.pace)))
+            self.after_round()
+
+    def serve_fast(self, events: list[tuple[int, int]], *, in_slow_round: bool) -> None:
+        ctl, slow = self.ctl.fileno(), self.slow.fileno()
+        for fd, ev in events:
+            if fd == ctl:
+                while self.running and self.ctl.poll():
+                    self.command(self.ctl.recv())
+            elif fd == slow:
+                if not in_slow_round:
+                    self.slow_round()
+            else:
                 conn = self.conns.get(fd)
                 if conn is not None:
                     self.on_event(fd, conn, ev)
-            self.after_round()
-            if self.pace:
-                left = self.pace - (time.monotonic() - started)
-                if left > 0:
-                    time.sleep(left)
+
+    def slow_round(self, quota: int = MAX_EVENTS) -> None:
+        # Level-triggered epoll reports ready sockets in readiness order and requeues reported
+        # ones at the back, so reading `quota` at a time goes round-robin over the ready ones.
+        events = self.slow.poll(0, quota)
+        for start in range(0, len(events), SLOW_SLICE):
+            for fd, ev in events[start : start + SLOW_SLICE]:
+                conn = self.conns.get(fd)
+                if conn is not None:
+                    self.on_event(fd, conn, ev)
+            if start + SLOW_SLICE < len(events):
+                self.serve_fast(self.ep.poll(0, MAX_EVENTS), in_slow_round=True)
+
+    def set_pace(self, pace: float) -> None:
+        if bool(pace) != bool(self.pace):
+            if pace:
+                self.ep.unregister(self.slow.fileno())
+            else:
+                self.ep.register(self.slow.fileno(), IN)
+        self.pace, self.next_slow = pace, 0.0
+
+    def epoll_of(self, conn: Conn) -> select.epoll:
+        return self.slow if conn.ready and conn.parser is None else self.ep
+
+    def watch(self, fd: int, conn: Conn, mask: int) -> None:
+        self.epoll_of(conn).modify(fd, mask)
 
     def poll_timeout(self) -> float:
         return 0.05 if self.batch is not None else 1.0
@@ -131,7 +180,7 @@ class ViewerLoop:
             self.groups.setdefault(tag, [])
             self.start_connects(self.batch)
         elif name == "pace":
-            self.pace = float(cmd[1])
+            self.set_pace(float(cmd[1]))
             self.ctl.send(("ok",))
         elif name == "stats":
             self.ctl.send(self.stats())
@@ -224,7 +273,7 @@ class ViewerLoop:
             self.ep.modify(fd, IN)
             return
         if ev & OUT and not conn.flush():
-            self.ep.modify(fd, IN)
+            self.watch(fd, conn, IN)
         if ev & (IN | select.EPOLLERR | select.EPOLLHUP):
             self.on_readable(fd, conn)
 
@@ -298,7 +347,10 @@ class ViewerLoop:
     def count_rest(self, fd: int, conn: Conn, frames: list[tuple[int, bytes]]) -> None:
         assert conn.parser is not None
         rest = conn.parser.take_rest()
-        conn.parser = None
+        self.ep.unregister(fd)
+        conn.parser = None  # from now on in the slow set (see epoll_of)
+        self.slow.register(fd, IN | OUT if conn.out else IN)
+        self.n_slow += 1
         conn.frames += sum(1 for op, _ in frames if op in (OP_TEXT, OP_BINARY))
         controls = [(op, p) for op, p in frames if op & 0x8]
         if rest:
@@ -315,14 +367,16 @@ class ViewerLoop:
         for item in items:
             sent = float(item["text"].split(" ", 2)[1])
             if t0 <= sent < t1:
+                lat.append(sent)
                 lat.append(now - sent)
+                lat.append(item["ts"] / 1000 - sent)  # until the server took it in
 
     def on_controls(self, fd: int, conn: Conn, controls: list[tuple[int, bytes]]) -> None:
         for opcode, payload in controls:
             if opcode == OP_PING:
                 self.pongs += 1
                 if conn.send(masked_frame(payload, OP_PONG)):
-                    self.ep.modify(fd, IN | OUT)
+                    self.watch(fd, conn, IN | OUT)
             elif opcode == OP_CLOSE:
                 self.server_closed += 1
                 self.drop(fd, conn, why=f"close frame {payload[:60]!r}")
@@ -337,11 +391,13 @@ class ViewerLoop:
         conn.closed = True
         self.conns.pop(fd, None)
         try:
-            self.ep.unregister(fd)
+            ep = self.epoll_of(conn)
+            ep.unregister(fd)
+            self.n_slow -= ep is self.slow
         except (OSError, ValueError):
             pass
         if abort:
-            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.sock.close()
 
 
@@ -418,7 +474,8 @@ class PublisherLoop(ViewerLoop):
         self.sent += 1
         self.send_times.append(now)
         if conn.send(frame):
-            self.ep.modify(conn.sock.fileno(), IN | OUT)
+            fd = conn.sock.fileno()
+            self.watch(fd, conn, IN | OUT)
 
     def on_chat(self, conn: Conn, items: list[dict[str, Any]]) -> None:
         now = time.time()

@@ -84,7 +84,7 @@ def summarize(collapsed: str, top: int = 25) -> str:
             continue
         total += n
         own[frames[-1]] += n
-        for f in set(frames[1:]):  # frames[0] is the process/thread name
+        for f in set(frames):
             incl[f] += n
     if not total:
         return "no samples\n"

@@ -9,6 +9,7 @@ TARGET_FANOUT_RATIO = 1.1  # engine one-msg-per-frame delivered msgs/s vs the ba
 TARGET_HOT_CPU = 35.0  # % of one core
 TARGET_HOT_P99_MS = 250.0
 TARGET_IDLE_KIB = 14.0
+NOISY_CPU = 15.0  # % of a core used by processes outside the benchmark during a window
 
 Row = tuple[str, str, str, str, str, str]
 
@@ -84,6 +85,8 @@ def _cpu_rows(results: dict[str, Any], eng: str, base: str, scen: str) -> list[R
         ("  load client CPU % (viewers.. + publisher)", clients(eng), clients(base), "", "", ""),
         ("  machine busy % (200 = both cores)", _num(_get(results, eng, scen, "machine_busy")),
          _num(_get(results, base, scen, "machine_busy")), "", "", ""),
+        ("  other processes' CPU % (not ours)", _num(_get(results, eng, scen, "other_cpu")),
+         _num(_get(results, base, scen, "other_cpu")), "", "", ""),
     ]  # fmt: skip
 
 
@@ -136,6 +139,8 @@ def _hot_rows(results: dict[str, Any], ver: dict[str, Any]) -> list[Row]:
          ""),
         ("  machine busy % (200 = both cores)", _num(_get(results, eng, "hot", "machine_busy")),
          both("machine_busy"), "", "", ""),
+        ("  other processes' CPU % (not ours)", _num(_get(results, eng, "hot", "other_cpu")),
+         both("other_cpu"), "", "", ""),
     ]  # fmt: skip
 
 
@@ -152,8 +157,14 @@ def render(results: dict[str, Any]) -> str:
                                  "1. fan-out, one message per frame (engine tick 0 / plain)",
                                  ver.get("fanout_ratio"))  # fmt: skip
     if _get(results, "engine-100", "batch") or _get(results, "baseline-100", "batch"):
-        rows += _throughput_rows(results, "batch", "engine-100", "baseline-100",
-                                 "2. tick batching, 100 ms (engine default / batched)", None)
+        rows += _throughput_rows(
+            results,
+            "batch",
+            "engine-100",
+            "baseline-100",
+            "2. tick batching, 100 ms (engine default / batched)",
+            None,
+        )
     mem = {s: _get(results, s, "memory", "per_conn_bytes") for s in results.get("servers", {})}
     if any(v is not None for v in mem.values()):
         t, v = _verdict(ver.get("idle_memory"))
@@ -174,15 +185,30 @@ def render(results: dict[str, Any]) -> str:
     lines = [f"fan-out benchmark, {viewers} viewers in one room, {results.get('date', '')}",
              f"command: {results.get('command', '')}", ""]  # fmt: skip
     for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:4], widths[1:4])]
+        values = zip(row[1:4], widths[1:4], strict=True)
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in values]
         cells += [row[4].ljust(widths[4]), row[5]]
         lines.append(" | ".join(cells).rstrip())
         if i == 0:
             lines.append("-+-".join("-" * w for w in widths))
+    noisy = [
+        f"{server}/{scen}"
+        for server, res in results.get("servers", {}).items()
+        for scen in ("fanout", "batch", "hot")
+        if isinstance(res.get(scen), dict) and res[scen].get("other_cpu", 0) > NOISY_CPU
+    ]
+    if noisy:
+        lines.append("")
+        lines.append(
+            f"WARNING: other processes used > {NOISY_CPU:g}% of a core during "
+            f"{', '.join(noisy)}: the machine was not quiet, rerun those figures"
+        )
     misses = [k for k, v in ver.items() if not v["pass"]]
     lines.append("")
     lines.append("targets: " + (", ".join(f"{k} {'PASS' if v['pass'] else 'MISS'}"
                                           for k, v in ver.items()) or "none measured"))  # fmt: skip
     if misses:
-        lines.append(f"MISSED: {', '.join(misses)} (see docs/benchmarks.md for where the time goes)")
+        lines.append(
+            f"MISSED: {', '.join(misses)} (see docs/benchmarks.md for where the time goes)"
+        )
     return "\n".join(lines)

@@ -65,6 +65,10 @@ class Proc:
         t = self.ps.cpu_times()
         return float(t.user + t.system)
 
+    def cpu_split(self) -> tuple[float, float]:
+        t = self.ps.cpu_times()
+        return float(t.user), float(t.system)
+
     def rss(self) -> int:
         return int(self.ps.memory_info().rss)
 
@@ -99,7 +103,26 @@ def start_redis(logdir: Path) -> tuple[Proc, int]:
     return proc, port
 
 
-def engine_argv() -> list[str]:
+_TREE_LAUNCHER = """
+import importlib.util, sys
+tree = sys.argv.pop(1)
+sys.path.insert(0, tree)
+import engine
+lua = tree + "/scripts/lua"
+spec = importlib.util.spec_from_file_location(
+    "engine.lua", lua + "/__init__.py", submodule_search_locations=[lua])
+sys.modules["engine.lua"] = module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+from engine.cli import main
+sys.exit(main())
+"""
+
+
+def engine_argv(tree: Path | None = None) -> list[str]:
+    """The engine's command: the venv's `engine` script, or the engine of another checkout
+    (`tree`, e.g. made with `git archive <commit> | tar -x -C DIR`) on this venv's packages."""
+    if tree is not None:
+        return [sys.executable, "-c", _TREE_LAUNCHER, str(tree.resolve())]
     script = Path(sys.executable).parent / "engine"
     return [str(script)] if script.exists() else [sys.executable, "-m", "engine.cli"]
 
@@ -141,11 +164,13 @@ class ServerUnderTest:
         return out
 
 
-def start_engine(tick_ms: int, token_keys: str, logdir: Path) -> ServerUnderTest:
+def start_engine(
+    tick_ms: int, token_keys: str, logdir: Path, tree: Path | None = None
+) -> ServerUnderTest:
     redis, redis_port = start_redis(logdir)
     try:
         ws_port, http_port = free_port(), free_port()
-        argv = [*engine_argv(), "run", "--redis-url", f"redis://{HOST}:{redis_port}/0",
+        argv = [*engine_argv(tree), "run", "--redis-url", f"redis://{HOST}:{redis_port}/0",
                 "--host", HOST, "--ws-port", str(ws_port), "--http-port", str(http_port),
                 "--token-keys", token_keys, "--chat-tick-ms", str(tick_ms),
                 "--heartbeat-interval-s", "600", "--heartbeat-timeout-s", "1800",
