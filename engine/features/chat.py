@@ -64,9 +64,9 @@ class Chat:
         self, room: str, identity: Identity, message: Danmaku, phrases: dict[int, str]
     ) -> dict[str, Any]:
         item = chat_item(identity, message, phrases, self.next_id(), now_ms())
-        await self._store.publish(room, {"k": "chat", "m": item})
+        published = await self._store.publish(room, {"k": "chat", "m": item})
         self.sent[room] = self.sent.get(room, 0) + 1
-        return item
+        return {**item, "seq": published.seq}
 
     async def pin(self, room: str, text: str, by: Identity | None = None) -> dict[str, Any]:
         """Pin a message; viewers see it now and every later joiner gets it in its welcome."""

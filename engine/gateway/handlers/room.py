@@ -16,7 +16,7 @@ from engine.store.store import now_ms
 def register(dispatcher: Dispatcher, chat: Chat, likes: LikeCounter) -> None:
     async def danmaku(conn: ViewerConnection, room: LocalRoom, message: Danmaku) -> None:
         item = await chat.send(room.id, conn.identity, message, room.phrases)
-        reply(conn, message.rid, id=item["id"])
+        reply(conn, message.rid, id=item["id"], seq=item["seq"])
 
     async def like(conn: ViewerConnection, room: LocalRoom, message: Like) -> None:
         likes.add(room.id, message.count)
