@@ -104,7 +104,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             return _token(config, args, out)
         configure(config.log_level)
         if args.command == "run":
-            trio.run(_run, config, out)
+            from engine.supervisor import Supervisor, worker_argv, worker_count
+
+            if worker_count(config) > 1:
+                trio.run(Supervisor(config, worker_argv(), out).run)
+            else:
+                trio.run(_run, config, out)
             return 0
         if args.command == "events":
             trio.run(_events_tail, config, args, out)
@@ -152,10 +157,8 @@ async def _run(config: Config, out: TextIO) -> None:
         out.flush()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                log.info("stopping", signal=signal.Signals(signum).name)
-                with trio.move_on_after(1):
-                    await engine.close_viewers()
-                    await trio.sleep(0.5)
+                log.info("draining", signal=signal.Signals(signum).name)
+                await engine.drain()
                 nursery.cancel_scope.cancel()
                 break
 

@@ -79,7 +79,7 @@ CLOSE_CODE_FOR: dict[ErrorCode, CloseCode] = {
     ErrorCode.HEARTBEAT_TIMEOUT: CloseCode.HEARTBEAT_TIMEOUT,
     ErrorCode.REHEARSAL: CloseCode.REHEARSAL,
     ErrorCode.FORBIDDEN: CloseCode.FORBIDDEN,
-    ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,
+    ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,  # reconnect: another node resumes you
     ErrorCode.TOO_LARGE: CloseCode.MESSAGE_TOO_BIG,
     ErrorCode.INTERNAL: CloseCode.INTERNAL_ERROR,
     ErrorCode.UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,

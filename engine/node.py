@@ -48,6 +48,7 @@ from engine.store.store import Store, open_redis
 log = structlog.get_logger("engine")
 
 SHUTDOWN_TIMEOUT_S = 5.0
+DRAIN_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,10 @@ class Engine:
                 await trio.sleep_forever()
             finally:
                 shield.deadline = trio.current_time() + SHUTDOWN_TIMEOUT_S
+                services = self._services
+                if services is not None:  # even a plain cancel says goodbye to viewers
+                    with trio.CancelScope(shield=True):
+                        await services.gateway.drain(timeout_s=1.0)
                 if self._services_scope is not None:
                     self._services_scope.cancel()
 
@@ -238,8 +243,10 @@ class Engine:
     async def set_quick_phrases(self, room: str, phrases: list[str]) -> list[dict[str, Any]]:
         return await self._running().chat.set_phrases(room, phrases)
 
-    async def close_viewers(self, code: ErrorCode = ErrorCode.SHUTTING_DOWN) -> None:
-        await self._running().gateway.close_all(code, "server closing")
+    async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """A graceful stop's first half (SIGTERM): stop accepting, tell viewers to reconnect
+        (they resume on another node), wait for them to go. Cancel `serve` afterwards."""
+        await self._running().gateway.drain(timeout_s)
 
     # --- products and flash sales (see docs/seckill.md) ----------------------------------
 

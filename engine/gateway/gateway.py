@@ -63,6 +63,7 @@ _INF = float("inf")
 
 
 def listen_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The viewer port; with `reuse_port`, several node processes share it (SO_REUSEPORT)."""
     sock = socket.create_server((host, port), backlog=4096, reuse_port=reuse_port)
     sock.setblocking(False)
     return sock
@@ -99,6 +100,7 @@ class Gateway:
         self.connections: dict[ViewerConnection, None] = {}
         self._conn_ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
+        self._accepting = trio.CancelScope()
 
     # --- serving -------------------------------------------------------------------------
 
@@ -108,16 +110,32 @@ class Gateway:
         *,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Accept viewers until cancelled; `started(port)` once listening."""
-        lsock = sock or listen_socket(self.config.host, self.config.ws_port)
+        """Accept viewers until cancelled (or until `drain`); `started(port)` once listening."""
+        lsock = sock or listen_socket(
+            self.config.host, self.config.ws_port, reuse_port=self.config.reuse_port
+        )
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._heartbeat_loop)
                 task_status.started(lsock.getsockname()[1])
-                await self._accept_loop(lsock, nursery)
+                with self._accepting:
+                    await self._accept_loop(lsock, nursery)
+                trio.lowlevel.notify_closing(lsock)
+                lsock.close()  # with SO_REUSEPORT the kernel now sends newcomers to other nodes
+                await trio.sleep_forever()  # the connections we have go on until cancelled
         finally:
             lsock.close()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop accepting, ask every viewer to reconnect (to another node: it resumes there),
+        and wait up to `timeout_s` for them to go."""
+        self._accepting.cancel()
+        for conn in list(self.connections):
+            conn.close(ErrorCode.SHUTTING_DOWN, "reconnect")
+        with trio.move_on_after(timeout_s):
+            while self.connections:
+                await trio.sleep(0.05)
 
     async def _accept_loop(self, lsock: socket.socket, nursery: trio.Nursery) -> None:
         while True:
@@ -371,10 +389,6 @@ class Gateway:
                     conn.close(ErrorCode.HEARTBEAT_TIMEOUT, f"silent for {timeout:g}s")
                 else:
                     conn.deliver(PING_FRAME, FrameKind.COUNTER, "ping")
-
-    async def close_all(self, code: ErrorCode, reason: str) -> None:
-        for conn in list(self.connections):
-            conn.close(code, reason)
 
 
 def _join(parts: list[str | bytes]) -> str | bytes:
