@@ -58,7 +58,7 @@ def authenticate(verifier: TokenVerifier, token: str | None) -> Caller:
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
-    """The body as JSON (an empty body is `{}`); too_large / bad_frame errors."""
+    """The body's JSON object (an empty body is `{}`); too_large, bad_frame, bad_field."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise EngineError(f"body over {limit} bytes", code=ErrorCode.TOO_LARGE)
@@ -70,9 +70,12 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
     if not body.strip():
         return {}
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise EngineError(f"body is not JSON: {exc}"[:200], code=ErrorCode.BAD_FRAME) from None
+    if not isinstance(value, dict):
+        raise EngineError("the body must be a JSON object", code=ErrorCode.BAD_FIELD)
+    return value
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]

@@ -15,6 +15,9 @@ import socket
 import sys
 import types
 import typing
+import urllib.error
+import urllib.parse
+import urllib.request
 from typing import Annotated, Any, Final, Literal, TextIO, get_args, get_origin
 
 import orjson
@@ -180,26 +183,30 @@ def call_http(
     url: str, token: str | None, command: Command, room: str | None, params: dict[str, Any],
     timeout: float,
 ) -> Any:  # fmt: skip
-    import httpx
-
-    path = command.http_path.replace("{room}", room or "")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    """The command over the HTTP API (stdlib only: ctl needs no HTTP client package)."""
+    path = command.http_path.replace("{room}", urllib.parse.quote(room or "", safe=""))
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if command.read_only else orjson.dumps(params)
+    request = urllib.request.Request(url.rstrip("/") + path, data=data, headers=headers,
+                                     method=command.http_method)  # fmt: skip
     try:
-        with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
-            if command.read_only:
-                response = client.get(path, headers=headers)
-            else:
-                response = client.post(path, headers=headers, json=params)
-    except httpx.HTTPError as exc:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            error = orjson.loads(raw)["error"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise Unreachable(f"{url}: HTTP {exc.code} without an error body") from None
+        raise Refused(str(error.get("code", "internal")), str(error.get("message", ""))) from None
+    except (urllib.error.URLError, OSError) as exc:
         raise Unreachable(f"cannot reach the engine at {url}: {exc}") from None
     try:
-        body = response.json()
-    except ValueError:
-        raise Unreachable(f"{url}: HTTP {response.status_code} without JSON") from None
-    if response.is_error:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        raise Refused(str(error.get("code", "internal")), str(error.get("message", "")))
-    return body
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Unreachable(f"{url}: an answer that is not JSON") from None
 
 
 # --- output ----------------------------------------------------------------------------------
