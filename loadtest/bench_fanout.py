@@ -23,7 +23,10 @@ import json
 import math
 import multiprocessing as mp
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from array import array
 from collections.abc import Callable
@@ -112,6 +115,7 @@ class Bench:
         self.clients: Clients | None = None
         self.profiler = Profiler(Path(opts.profile)) if opts.profile else None
         self.engine_tree = Path(opts.engine_tree) if opts.engine_tree else None
+        self.engine_source = engine_source(self.engine_tree, opts.engine_rev)
         self.viewers = self._viewer_paths(opts.viewers, opts.probes)
         self.senders = [self._path(f"s{i}") for i in range(opts.hot_senders)]
         self.tail = self._path("tail")
@@ -149,6 +153,7 @@ class Bench:
             "command": command_line(),
             "machine": machine_info() | versions(),
             "settings": {k: v for k, v in vars(opts).items()},
+            "engine_source": self.engine_source,
             "servers": {},
         }
         started = time.monotonic()
@@ -321,6 +326,7 @@ class Bench:
         clients.ask_viewers(("pace", opts.pace))
         quiet = self.wait_quiet(sut)
         rate = opts.hot_rate
+        start = clients.ask_viewers(("stats",))
         clients.pub(("run_rate", rate, opts.warmup + opts.duration + 1))
         time.sleep(opts.warmup)
         t0 = time.time()
@@ -335,7 +341,9 @@ class Bench:
             prof.finish()
         clients.pub(("stop",))
         expected = clients.pub(("count_sent", t0, t1))
-        self.drain(None, limit=opts.drain)
+        sent = clients.pub(("pub_stats",))["sent"]
+        ready = sum(s["ready"] for s in start)
+        end = self.drain(lambda: sum(s["msgs"] for s in start) + sent * ready)
         triples: array[float] = array("d")  # (send time, latency, server intake latency)
         probes = 0
         for raw, n in clients.ask_viewers(("lat_collect",)):
@@ -344,6 +352,9 @@ class Bench:
         res = rates(a, b, sut) | {"rate_target": rate, "sent_in_window": expected}
         res["other_before"] = quiet
         res["sent_per_s"] = expected / (t1 - t0)
+        res["sent"], res["expected"] = sent, sent * ready
+        res["delivered"] = sum(e["msgs"] - s["msgs"] for s, e in zip(start, end, strict=True))
+        res["lost"] = res["expected"] - res["delivered"]  # by the end of the drain
         res["latency"] = latency_stats(sorted(triples[1::3]), probes * expected)
         intake = sorted(triples[2::3])
         res["latency"]["intake_p50_ms"] = intake[len(intake) // 2] * 1000 if intake else None
@@ -374,9 +385,33 @@ class Bench:
             now = time.monotonic()
             if total != last:
                 last, quiet_since = total, now
-            if (goal is not None and total >= goal) or now - quiet_since > 1.5 or now > deadline:
+            if (goal is not None and total >= goal) or now - quiet_since > 2.0 or now > deadline:
                 return stats
             time.sleep(0.25)
+
+
+def engine_source(tree: Path | None, rev: str | None) -> dict[str, Any]:
+    """Which engine code runs: a commit exported from git (--engine-rev), another checkout
+    (--engine-tree), or this working tree (then: its HEAD and whether engine/ has changes)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    if tree is not None:
+        return {"tree": str(tree), "rev": rev}
+    dirty = git("status", "--porcelain", "--", "engine", "scripts")
+    return {"tree": str(REPO), "rev": git("rev-parse", "HEAD"), "engine_dirty": bool(dirty)}
+
+
+def export_rev(rev: str) -> tuple[Path, str]:
+    """`git archive` of a commit into a temporary directory (for --engine-rev)."""
+    full = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO,
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    tree = Path(tempfile.mkdtemp(prefix=f"engine-{full[:10]}-"))
+    archive = subprocess.run(["git", "archive", full], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree, full
 
 
 def check_connected(what: str, reply: Any, want: int) -> int:
@@ -511,6 +546,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--quiet-wait", type=float, default=120.0, help="longest such wait, s")
     p.add_argument("--profile", metavar="DIR", help="py-spy the engine in each measured window")
+    p.add_argument(
+        "--engine-rev",
+        metavar="REV",
+        help="run the engine of this git commit (exported with git archive)",
+    )
     p.add_argument("--engine-tree", metavar="DIR",
                    help="run the engine of this checkout (default: the installed one)")  # fmt: skip
     p.add_argument("--json", metavar="FILE", help="results file (default loadtest/results/...)")
@@ -525,7 +565,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    results = Bench(opts).run()
+    exported = None
+    if opts.engine_rev:
+        exported, opts.engine_rev = export_rev(opts.engine_rev)
+        opts.engine_tree = str(exported)
+    try:
+        results = Bench(opts).run()
+    finally:
+        if exported is not None:
+            shutil.rmtree(exported, ignore_errors=True)
     text = report.render(results)
     print(text)
     path = (

@@ -144,6 +144,15 @@ def _hot_rows(results: dict[str, Any], ver: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def _source(results: dict[str, Any]) -> str:
+    src = results.get("engine_source") or {}
+    rev = (src.get("rev") or "?")[:12]
+    if src.get("tree") and "engine_dirty" not in src:
+        return f"engine: commit {rev}, exported to {src['tree']}"
+    dirty = " + uncommitted changes in engine/ or scripts/" if src.get("engine_dirty") else ""
+    return f"engine: working tree at {rev}{dirty}"
+
+
 def _pair(lat: Any) -> str:
     return "-" if not lat else f"{lat['samples']:,} / {lat['missing']:,}"
 
@@ -183,7 +192,7 @@ def render(results: dict[str, Any]) -> str:
         rows += _hot_rows(results, ver)
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = [f"fan-out benchmark, {viewers} viewers in one room, {results.get('date', '')}",
-             f"command: {results.get('command', '')}", ""]  # fmt: skip
+             f"command: {results.get('command', '')}", _source(results), ""]  # fmt: skip
     for i, row in enumerate(rows):
         values = zip(row[1:4], widths[1:4], strict=True)
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in values]
