@@ -28,8 +28,8 @@ class ErrorCode(StrEnum):
     SHUTTING_DOWN = "shutting_down"
     # control plane (docs/control.md)
     UNKNOWN_COMMAND = "unknown_command"  # no control command of that name
-    ROOM_NOT_FOUND = "room_not_found"  # the room was never created with room_create
-    ROOM_EXISTS = "room_exists"  # room_create for a room id that is taken
+    ROOM_NOT_FOUND = "room_not_found"  # the room was never created with create_room
+    ROOM_EXISTS = "room_exists"  # create_room for a room id that is taken
     BAD_STATE = "bad_state"  # not allowed in the room's current state (e.g. starting an ended room)
     REHEARSAL = "rehearsal"  # the room is in rehearsal: only staff tokens may join
     # products and flash sales (grab results, click results, host/anchor requests)

@@ -23,7 +23,7 @@ from engine.features.chat import Chat
 from engine.features.likes import LikeCounter
 from engine.features.popups import Popups
 from engine.features.products import Products
-from engine.features.pulse import LiveNumbers, RoomPulse
+from engine.features.pulse import LiveNumbers, RoomPulse, sales_source
 from engine.features.reservations import Reservations
 from engine.features.rooms import REMINDER_JOB, RoomLifecycle
 from engine.features.seckill_node import Seckill
@@ -189,6 +189,7 @@ class Engine:
                 on_rehearsal=lifecycle.seen_rehearsal,
             )
             numbers = LiveNumbers(room_store)
+            numbers.add_source("sales", sales_source(seckill_store))
             self._services = _Services(
                 store, chat, popups, likes, gateway, rooms, seckill, products,
                 lifecycle, reservations, Shares(room_store), numbers,

@@ -243,7 +243,8 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-def run_ctl(args: argparse.Namespace, out: TextIO, err: TextIO = sys.stderr) -> int:
+def run_ctl(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int:
+    err = err if err is not None else sys.stderr
     registry = build_registry()
     if args.markdown:
         from engine.control.docs import control_markdown

@@ -25,7 +25,7 @@ transports that give the same results and the same error codes:
 | Unix socket | operators on the machine | none: file mode 0600 | `<data_dir>/control.sock` (`control_socket`): JSON-RPC 2.0, one per line |
 | `engine ctl` | operators, scripts | as the transport it uses | the Unix socket, or `--url` + `--token` for HTTP |
 
-An embedding host can also call `await engine.command("room_create", room="r1", title=...,
+An embedding host can also call `await engine.command("create_room", room="r1", title=...,
 anchor=...)` in its own process (operator rights), or the `Engine` methods the commands call.
 
 This file is generated from the registry by `engine ctl --markdown > docs/control.md`: the
@@ -60,9 +60,9 @@ curl -s localhost:8901/api/v1/rooms/r1/numbers -H "Authorization: Bearer $T"
 
 Room commands live under `/api/v1/rooms/{room}/...` (the room in the path), take their
 parameters as a JSON object in the body (POST; unknown fields are refused) and answer the
-result as JSON, `201` for `room_create`, `200` otherwise. Errors answer
+result as JSON, `201` for `create_room`, `200` otherwise. Errors answer
 `{"error": {"code": "<code>", "message": "..."}}` with the status in the table below: 4xx for
-anything the client sent, `503` only when Redis is unreachable (try again). Bodies over 64 KiB
+anything the client sent, `503` only when Redis is unreachable (try again). Bodies over 1 MiB
 answer `413 too_large`.
 
 ## JSON-RPC (control WebSocket, Unix socket)
@@ -81,7 +81,7 @@ refusal). Batches and notifications (no `id`) work as the spec says. The Unix so
 request per line and answers one line each:
 
 ```sh
-echo '{"jsonrpc":"2.0","id":1,"method":"room_get","params":{"room":"r1"}}' | nc -U var/control.sock
+echo '{"jsonrpc":"2.0","id":1,"method":"get_room","params":{"room":"r1"}}' | nc -U var/control.sock
 ```
 
 ### Live numbers
@@ -94,7 +94,7 @@ The control WebSocket pushes, about once a second (`numbers_interval_s`), the no
 ```
 
 `online` is summed over every node, `peak` is the highest online count of the session (sampled
-every second, reset by `room_start`), `danmaku_per_s` the rate over the last five whole seconds,
+every second, reset by `start_room`), `danmaku_per_s` the rate over the last five whole seconds,
 `sales` the running flash sales (stock left and grabs). Each node counts its danmaku in memory
 and adds them to Redis once a second per room, so the numbers cost nothing per message.
 
@@ -102,10 +102,10 @@ and adds them to Redis once a second per room, so the numbers cost nothing per m
 
 ```sh
 engine ctl --help                                  # the commands
-engine ctl room-create --help                      # one command's flags
-engine ctl room-create --room r1 --title "Spring tea" --anchor anchor-1 --starts-at 1767261600000
+engine ctl create-room --help                      # one command's flags
+engine ctl create-room --room r1 --title "Spring tea" --anchor anchor-1 --starts-at 1767261600000
 engine ctl --json live-numbers --room r1           # the JSON result
-engine ctl --url http://127.0.0.1:8901 --token $T room-start --room r1   # over HTTP
+engine ctl --url http://127.0.0.1:8901 --token $T start-room --room r1   # over HTTP
 ```
 
 Exit status: 0 done, 1 refused (prints `error: <code>: <message>`; with `--json` the error
@@ -113,13 +113,13 @@ object), 2 bad usage, 3 the engine could not be reached.
 
 ## Room lifecycle
 
-`scheduled` (created) -> `live` (`room_start`) -> `ended` (`room_end`; a scheduled room can be
+`scheduled` (created) -> `live` (`start_room`) -> `ended` (`end_room`; a scheduled room can be
 ended too, which cancels it). Rooms that were never created still work for viewers, chat and
-popups; only the lifecycle and reservation commands need `room_create`. Viewers learn of a start
+popups; only the lifecycle and reservation commands need `create_room`. Viewers learn of a start
 or end from a popup of kind `room` (`{status}`), of stream trouble from a popup of kind `stream`
 (`{state: interrupted|resumed, text?}`).
 
-**Rehearsal** (`room_rehearsal --on`): a test live visible to staff tokens only. Viewer tokens are
+**Rehearsal** (`set_rehearsal --on`): a test live visible to staff tokens only. Viewer tokens are
 refused at the handshake (close code 4011 `rehearsal`) and viewers already in the room are
 closed with the same code within about a second (each node checks its rooms once a second).
 
@@ -127,7 +127,7 @@ closed with the same code within about a second (each node checks its rooms once
 
 Viewers reserve a scheduled room over the viewer socket (`{"type": "reserve"}`,
 `{"type": "unreserve"}`, see docs/protocol.md); the host reserves for a user with
-`reservation_add`. `reminder_lead_s` (default 900 s = 15 min) before `starts_at`, one
+`reserve`. `reminder_lead_s` (default 900 s = 15 min) before `starts_at`, one
 `reminder.due` event per reservation goes to the room's event stream for the host to notify
 (a reservation made after that moment gets its reminder at once).
 
@@ -138,7 +138,7 @@ never run one job at once and a job whose node died is run again after its lease
 pass itself runs in batches inside Lua, skipping users already reminded, so however often it is
 interrupted and resumed each reservation gets exactly one `reminder.due` per start time (its
 event id is derived from room, user and start time: the same id even if it were written twice).
-Moving `starts_at` (`room_update`) reschedules the job and the reminders start over; starting or
+Moving `starts_at` (`update_room`) reschedules the job and the reminders start over; starting or
 ending the room cancels them. Features register further job kinds (timed coupon drops, lottery
 draws) with `scheduler.register(kind, handler)`.
 
@@ -163,14 +163,14 @@ here (a module in `engine/control/commands/`, listed in `MODULES`).
 ERROR_MEANINGS: Final[dict[str, str]] = {
     ErrorCode.BAD_FRAME: "the body / message is not JSON",
     ErrorCode.BAD_FIELD: "a parameter is missing, of the wrong type, out of range, or unknown",
-    ErrorCode.TOO_LARGE: "the request is too large (HTTP body over 64 KiB)",
+    ErrorCode.TOO_LARGE: "the request is too large (HTTP body or message over 1 MiB)",
     ErrorCode.BAD_TOKEN: "no token, or a malformed, wrongly signed or unknown-key token",
     ErrorCode.TOKEN_EXPIRED: "the token's `exp` has passed",
     ErrorCode.FORBIDDEN: "the token's role may not call this command",
     ErrorCode.WRONG_ROOM: "an anchor token for another room",
     ErrorCode.UNKNOWN_COMMAND: "no such command (or API path)",
     ErrorCode.ROOM_NOT_FOUND: "the room was never created",
-    ErrorCode.ROOM_EXISTS: "`room_create` for a room that exists",
+    ErrorCode.ROOM_EXISTS: "`create_room` for a room that exists",
     ErrorCode.BAD_STATE: "not in the room's current status (e.g. starting an ended room)",
     ErrorCode.UNKNOWN_PHRASE: "no quick phrase with that id",
     ErrorCode.RATE_LIMITED: "over a rate limit",

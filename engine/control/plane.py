@@ -46,11 +46,11 @@ class ControlPlane:
     ) -> dict[str, Any]:
         """Run a command for `caller`; its result, or EngineError with the code to answer."""
         started = trio.current_time()
-        code = "ok"
+        code, target = "ok", room or default_room
         try:
-            return await self.registry.call(
-                self.engine, caller, name, params, room=room, default_room=default_room
-            )
+            call = self.registry.prepare(caller, name, params, room=room, default_room=default_room)
+            target = call.room or None
+            return await self.registry.invoke(self.engine, call)
         except EngineError as exc:
             code = exc.code.value
             raise
@@ -61,7 +61,7 @@ class ControlPlane:
         finally:
             command = name if isinstance(name, str) and name in self.registry else "?"
             self._calls.labels(command, code, transport).inc()
-            log.info("control call", command=command, room=room or default_room, code=code,
+            log.info("control call", command=command, room=target, code=code,
                      caller=caller.label, user=caller.user, transport=transport,
                      ms=round((trio.current_time() - started) * 1000, 1))  # fmt: skip
 

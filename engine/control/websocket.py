@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("engine.control.ws")
 
 CONTROL_PATH: Final = "/v1/control"
-MAX_MESSAGE_BYTES: Final = 65536
+MAX_MESSAGE_BYTES: Final = 1 << 20
 SUBPROTOCOLS: Final = ("jsonrpc", "json")
 POLICY_VIOLATION: Final = 1008  # the close code for a refusal without a code of its own
 

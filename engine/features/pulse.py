@@ -21,6 +21,7 @@ import trio
 
 from engine.errors import StoreUnavailable
 from engine.store.rooms import RoomStore
+from engine.store.seckill import SeckillStore
 from engine.store.store import now_ms
 
 log = structlog.get_logger("engine.pulse")
@@ -99,3 +100,29 @@ class LiveNumbers:
         for source in self._sources.values():
             numbers.update(await source(room))
         return numbers
+
+
+def sales_source(seckill: SeckillStore) -> NumbersSource:
+    """`sales`: the room's flash sales that have not closed yet, with stock left and grabs."""
+
+    async def sales(room: str) -> dict[str, Any]:
+        now, out = now_ms(), []
+        for sale in await seckill.room_sales(room):
+            info = await seckill.sale_info(room, sale)
+            if info.get("state") != "live" or _int(info, "end") <= now:
+                continue
+            out.append({
+                "sale": sale, "product": info.get("product"),
+                "status": "live" if _int(info, "start") <= now else "upcoming",
+                "stock": _int(info, "stock"), "left": _int(info, "left"),
+                "held": _int(info, "held"), "sold": _int(info, "sold"),
+                "grabs": _int(info, "granted"),
+            })  # fmt: skip
+        return {"sales": out}
+
+    return sales
+
+
+def _int(info: dict[str, str], name: str) -> int:
+    value = info.get(name, "0")
+    return int(value) if value.lstrip("-").isdigit() else 0

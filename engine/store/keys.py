@@ -126,7 +126,7 @@ def sale_winners(room: str, sale: str) -> str:
 
 
 def info(room: str) -> str:
-    """Hash: the room's record: title, anchor, status, starts_at, rehearsal, ... (room_create)."""
+    """Hash: the room's record: title, anchor, status, starts_at, rehearsal, ... (create_room)."""
     return _room(room, "info")
 
 

@@ -46,16 +46,16 @@ def tokens(engine: Engine, room: str) -> dict[str, str]:
 MATRIX = [
     ("viewer", "pin", {"text": "hi"}, "forbidden"),
     ("viewer", "live_numbers", {}, "forbidden"),
-    ("viewer", "room_get", {}, "forbidden"),
+    ("viewer", "get_room", {}, "forbidden"),
     ("other anchor", "pin", {"text": "hi"}, "wrong_room"),
-    ("other anchor", "room_end", {}, "wrong_room"),
+    ("other anchor", "end_room", {}, "wrong_room"),
     ("anchor", "pin", {"text": "hi"}, None),
-    ("anchor", "room_get", {}, None),
-    ("anchor", "room_create", {"title": "mine", "anchor": "anchor-1"}, "forbidden"),
-    ("anchor", "reservation_add", {"user": "u1"}, "forbidden"),
+    ("anchor", "get_room", {}, None),
+    ("anchor", "create_room", {"title": "mine", "anchor": "anchor-1"}, "forbidden"),
+    ("anchor", "reserve", {"user": "u1"}, "forbidden"),
     ("anchor", "share_recorded", {"share_id": "s1", "user": "u1"}, "forbidden"),
     ("admin", "pin", {"text": "hi"}, None),
-    ("admin", "reservation_add", {"user": "u1"}, None),
+    ("admin", "reserve", {"user": "u1"}, None),
     ("expired", "pin", {"text": "hi"}, "token_expired"),
     ("wrong key", "pin", {"text": "hi"}, "bad_token"),
     ("garbage", "pin", {"text": "hi"}, "bad_token"),
@@ -66,7 +66,7 @@ async def test_http_and_ctl_over_http_refuse_what_a_token_may_not_do(
     start_engine: StartEngine, room: str
 ) -> None:
     engine = await start_engine(control_socket="none")
-    await engine.command("room_create", room=room, title="Auth", anchor="anchor-1")
+    await engine.command("create_room", room=room, title="Auth", anchor="anchor-1")
     given = tokens(engine, room)
     url = address(engine).http_url
     for who, name, params, code in MATRIX:
@@ -79,7 +79,7 @@ async def test_http_and_ctl_over_http_refuse_what_a_token_may_not_do(
         assert by_ctl.code == code, (who, name, "ctl", by_ctl)
     assert (await http_call(engine, None, "pin", room, text="hi")).code == "bad_token"
     # an admin token's room claim does not limit it
-    assert (await http_call(engine, given["admin"], "room_get", room)).result["room"] == room
+    assert (await http_call(engine, given["admin"], "get_room", room)).result["room"] == room
 
 
 async def refused_with(url: str) -> tuple[int, str]:
@@ -96,7 +96,7 @@ async def test_control_websocket_refuses_bad_tokens_and_other_rooms(
     start_engine: StartEngine, room: str
 ) -> None:
     engine = await start_engine(control_socket="none")
-    await engine.command("room_create", room=room, title="Auth", anchor="anchor-1")
+    await engine.command("create_room", room=room, title="Auth", anchor="anchor-1")
     given = tokens(engine, room)
     base = address(engine).control_url
     refusals = {
@@ -118,7 +118,7 @@ async def test_control_websocket_refuses_bad_tokens_and_other_rooms(
         assert (await anchor.call("pin", room="other-room", text="x")).code == "wrong_room"
     async with control_socket(engine, given["admin"], room=room) as admin:
         assert (await admin.call("pin", text="as admin")).result["by"] == "host"
-        assert (await admin.call("room_get", room="any-room-at-all")).code == "room_not_found"
+        assert (await admin.call("get_room", room="any-room-at-all")).code == "room_not_found"
 
 
 async def test_control_websocket_closes_when_the_token_expires(
@@ -143,11 +143,11 @@ async def test_unix_socket_is_owner_only_and_trusted(start_engine: StartEngine, 
     mode = stat.S_IMODE(os.stat(path).st_mode)
     assert stat.S_ISSOCK(os.stat(path).st_mode) and mode == 0o600
     # no token: every command, every room (admin-only ones included)
-    created = await unix_call(path, "room_create", room, title="Local", anchor="a1")
+    created = await unix_call(path, "create_room", room, title="Local", anchor="a1")
     assert created.result["status"] == "scheduled"
-    assert (await unix_call(path, "reservation_add", room, user="u1")).result["new"] is True
-    assert (await ctl_call("unix", path, None, "room_get", room)).result["reservations"] == 1
+    assert (await unix_call(path, "reserve", room, user="u1")).result["new"] is True
+    assert (await ctl_call("unix", path, None, "get_room", room)).result["reservations"] == 1
     # a second node with the same path leaves the socket to the first
     second = await start_engine(control_socket=path)
     assert address(second).control_socket is None
-    assert (await unix_call(path, "room_get", room)).result["title"] == "Local"
+    assert (await unix_call(path, "get_room", room)).result["title"] == "Local"

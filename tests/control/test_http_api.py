@@ -31,7 +31,7 @@ async def test_schemathesis_finds_no_5xx_and_every_response_matches_its_schema(
     start_engine: StartEngine, room: str, tmp_path: Path
 ) -> None:
     engine = await start_engine()
-    await engine.command("room_create", room=room, title="Fuzzed", anchor="anchor-1")
+    await engine.command("create_room", room=room, title="Fuzzed", anchor="anchor-1")
     token = engine.mint_token("host", "ops", role="admin")
     args = [
         SCHEMATHESIS, "run", address(engine).http_url + "/api/openapi.json",
@@ -48,7 +48,8 @@ async def test_schemathesis_finds_no_5xx_and_every_response_matches_its_schema(
             args, capture_stdout=True, capture_stderr=True, check=False, env=env
         )
     output = result.stdout.decode() + result.stderr.decode()
-    assert result.returncode == 0, output[-6000:]
+    report = "\n".join(line[:300] for line in output.splitlines())  # bodies can be huge
+    assert result.returncode == 0, report[-8000:]
     assert "passed" in output
 
 
@@ -68,7 +69,7 @@ async def test_api_edges_answer_json_errors_with_4xx(start_engine: StartEngine, 
             (await http.post(pin, json=["a list"], headers=admin), 400, "bad_field"),
             (await http.post(pin, json={"text": "x", "extra": 1}, headers=admin), 400, "bad_field"),
             (await http.post(pin, json={"text": 5}, headers=admin), 400, "bad_field"),
-            (await http.post(pin, content=b"{" + b" " * 70_000 + b"}", headers=admin), 413,
+            (await http.post(pin, content=b"{" + b" " * (1 << 20) + b"}", headers=admin), 413,
              "too_large"),
             (await http.post(pin, json={"text": "x"}), 401, "bad_token"),
             (await http.post("/api/v1/nothing/here", json={}, headers=admin), 404,

@@ -33,14 +33,14 @@ async def test_created_started_ended_with_viewer_popups_and_host_events(
     start_engine: StartEngine, room: str, redis_url: str
 ) -> None:
     engine = await start_engine(control_socket="none")
-    info = await engine.command("room_create", room=room, title=" Spring tea ", anchor="a1",
+    info = await engine.command("create_room", room=room, title=" Spring tea ", anchor="a1",
                                 anchor_name="Lily", starts_at=4_000_000_000_000,
                                 cover="https://cdn.example/c.jpg", preview="Tea at 8")  # fmt: skip
     assert info["status"] == "scheduled" and info["title"] == "Spring tea"
-    updated = await engine.command("room_update", room=room, title="Spring tea II")
+    updated = await engine.command("update_room", room=room, title="Spring tea II")
     assert updated["title"] == "Spring tea II" and updated["preview"] == "Tea at 8"
     async with viewer(address(engine).ws_url, engine.mint_token("v1", room)) as v:
-        assert (await engine.command("room_start", room=room))["status"] == "live"
+        assert (await engine.command("start_room", room=room))["status"] == "live"
         popup = (await v.recv_type("popup"))["popup"]
         assert (popup["kind"], popup["data"]) == ("room", {"status": "live"})
         notice = await engine.command("stream_notice", room=room, state="interrupted",
@@ -52,7 +52,7 @@ async def test_created_started_ended_with_viewer_popups_and_host_events(
             assert late.welcome["snapshot"]["popup"]["data"]["state"] == "interrupted"  # type: ignore[attr-defined]
         await engine.command("stream_notice", room=room, state="resumed")
         assert (await v.recv_type("popup"))["popup"]["data"] == {"state": "resumed"}
-        ended = await engine.command("room_end", room=room)
+        ended = await engine.command("end_room", room=room)
         assert ended["status"] == "ended" and ended["ended_at"] >= ended["started_at"]
         assert (await v.recv_type("popup"))["popup"]["data"] == {"status": "ended"}
     types = [t for t, _ in await event_types(redis_url, room)]
@@ -64,14 +64,14 @@ async def test_rehearsal_lets_only_staff_in_and_closes_viewers_on_every_node(
 ) -> None:
     node_a = await start_engine(control_socket="none")
     node_b = await start_engine(control_socket="none")
-    await node_a.command("room_create", room=room, title="Test live", anchor="a1")
+    await node_a.command("create_room", room=room, title="Test live", anchor="a1")
     target = f"/v1/ws?token={node_a.mint_token('viewer-x', room)}"
     async with (
         viewer(address(node_a).ws_url, node_a.mint_token("v-a", room)) as on_a,
         viewer(address(node_b).ws_url, node_b.mint_token("v-b", room)) as on_b,
         viewer(address(node_b).ws_url, node_b.mint_token("a1", room, role="anchor")) as staff,
     ):
-        assert (await node_a.command("room_rehearsal", room=room, on=True))["rehearsal"] is True
+        assert (await node_a.command("set_rehearsal", room=room, on=True))["rehearsal"] is True
         assert (await on_a.closed(timeout=10))[0] == 4011  # this node: at once
         code, reason = await on_b.closed(timeout=10)  # the other node: within its pulse
         assert code == 4011 and reason.startswith("rehearsal")
@@ -80,7 +80,7 @@ async def test_rehearsal_lets_only_staff_in_and_closes_viewers_on_every_node(
         assert (await staff.recv_type("pong"))["rid"] == 1  # staff stay
         async with viewer(address(node_a).ws_url, node_a.mint_token("a2", room, role="admin")):
             pass  # staff may still join
-        await node_b.command("room_rehearsal", room=room, on=False)
+        await node_b.command("set_rehearsal", room=room, on=False)
         with trio.fail_after(10):  # every node's cache expires within a second
             while True:
                 try:
@@ -94,7 +94,7 @@ async def test_anchor_reply_reaches_viewers_as_an_at_reply(
     start_engine: StartEngine, room: str
 ) -> None:
     engine = await start_engine(control_socket="none")
-    await engine.command("room_create", room=room, title="t", anchor="a1", anchor_name="Lily")
+    await engine.command("create_room", room=room, title="t", anchor="a1", anchor_name="Lily")
     async with viewer(address(engine).ws_url, engine.mint_token("v1", room)) as v:
         async with control_socket(engine, engine.mint_token("a1", room, role="anchor",
                                                             name="Lily A.")) as anchor:  # fmt: skip
@@ -120,7 +120,7 @@ async def test_viewers_reserve_over_the_gateway_and_the_host_hears_of_it(
         await v.send(type="reserve", rid="r0")
         error = await v.recv_type("error", rid="r0")
         assert error["code"] == "room_not_found"
-        await engine.command("room_create", room=room, title="t", anchor="a1",
+        await engine.command("create_room", room=room, title="t", anchor="a1",
                              starts_at=4_000_000_000_000)  # fmt: skip
         await v.send(type="reserve", rid="r1")
         assert (await v.recv_type("result", rid="r1"))["data"] == {
@@ -128,12 +128,12 @@ async def test_viewers_reserve_over_the_gateway_and_the_host_hears_of_it(
         }  # fmt: skip
         await v.send(type="reserve", rid="r2")
         assert (await v.recv_type("result", rid="r2"))["data"]["new"] is False
-        assert (await engine.command("room_get", room=room))["reservations"] == 1
+        assert (await engine.command("get_room", room=room))["reservations"] == 1
         await v.send(type="unreserve", rid="r3")
         assert (await v.recv_type("result", rid="r3"))["data"] == {"removed": True}
         await v.send(type="reserve", rid="r4")
         await v.recv_type("result", rid="r4")
-        await engine.command("room_start", room=room)
+        await engine.command("start_room", room=room)
         await v.send(type="unreserve", rid="r5")
         await v.recv_type("result", rid="r5")
         await v.send(type="reserve", rid="r6")  # a live room takes no reservations

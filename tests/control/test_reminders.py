@@ -76,21 +76,19 @@ async def test_one_reminder_per_reservation_with_two_nodes_and_a_restart(
         node_b, _ = await run_node(nursery, redis_url, tmp_path, reminder_lead_s=lead_s)
         admin = node_a.mint_token("host", "ops", role="admin")
         starts_at = int(time.time() * 1000) + 3000  # reminders due in about 2 s
-        created = await http_call(node_a, admin, "room_create", room, title="Tea at 8",
+        created = await http_call(node_a, admin, "create_room", room, title="Tea at 8",
                                   anchor="anchor-1", starts_at=starts_at)  # fmt: skip
         assert created.status == 201
         host_users = [f"h{i}" for i in range(12)]
         for user in host_users:  # the host reserves over HTTP (on node A)
-            assert (await http_call(node_a, admin, "reservation_add", room, user=user)).result[
-                "new"
-            ]
+            assert (await http_call(node_a, admin, "reserve", room, user=user)).result["new"]
         viewer_users = ["v1", "v2", "v3"]
         for user in viewer_users:  # viewers reserve over the gateway (on node B)
             async with viewer(address(node_b).ws_url, node_b.mint_token(user, room)) as v:
                 await v.send(type="reserve", rid=1)
                 result = await v.recv_type("result", rid=1)
                 assert result["ok"] and result["data"]["new"] is True
-        await http_call(node_a, admin, "reservation_add", room, user="h0")  # again: no new one
+        await http_call(node_a, admin, "reserve", room, user="h0")  # again: no new one
         # node A restarts before the reminders are due
         scope_a.cancel()
         with trio.fail_after(10):
@@ -103,9 +101,9 @@ async def test_one_reminder_per_reservation_with_two_nodes_and_a_restart(
         assert {e.data["starts_at"] for e in reminders} == {starts_at}
         assert {e.data["title"] for e in reminders} == {"Tea at 8"}
         # a reservation after the reminder time is reminded at once, exactly once too
-        late = await http_call(node_a2, admin, "reservation_add", room, user="late")
+        late = await http_call(node_a2, admin, "reserve", room, user="late")
         assert late.result["reminded"] is True
-        await http_call(node_a2, admin, "reservation_add", room, user="late")
+        await http_call(node_a2, admin, "reserve", room, user="late")
         await trio.sleep(0.3)  # a few scheduler polls on both nodes: nothing more is written
         reminders = await events_of(redis_url, room, "reminder.due")
         assert_once_each(reminders, [*host_users, *viewer_users, "late"])
@@ -150,16 +148,16 @@ async def test_moving_the_start_starts_the_reminders_over_and_ending_cancels_the
     async with trio.open_nursery() as nursery:
         node, _ = await run_node(nursery, redis_url, tmp_path, reminder_lead_s=1.0)
         first = int(time.time() * 1000) + 1500  # due at once, roughly
-        await node.command("room_create", room=room, title="t", anchor="a", starts_at=first)
-        await node.command("reservation_add", room=room, user="u1")
+        await node.command("create_room", room=room, title="t", anchor="a", starts_at=first)
+        await node.command("reserve", room=room, user="u1")
         await wait_for(lambda: pass_finished(redis_url, room))
         later = first + 3_600_000
-        moved = await node.command("room_update", room=room, starts_at=later)
+        moved = await node.command("update_room", room=room, starts_at=later)
         assert moved["starts_at"] == later
         async with open_redis(redis_url) as redis:
             due = await JobStore(redis).due_at(reminder_job_id(room))
         assert due == later - 1000  # rescheduled, not run again now
-        await node.command("room_end", room=room)
+        await node.command("end_room", room=room)
         async with open_redis(redis_url) as redis:
             assert await JobStore(redis).due_at(reminder_job_id(room)) is None
         nursery.cancel_scope.cancel()

@@ -56,33 +56,33 @@ async def test_every_transport_gives_the_same_results_and_error_codes(
     engine = await start_engine(control_socket=path)
     assert address(engine).control_socket == path
     ways = transports(engine, path, engine.mint_token("host", "ops", role="admin"))
-    await engine.command("room_create", room=room, title="Spring tea", anchor="anchor-1",
+    await engine.command("create_room", room=room, title="Spring tea", anchor="anchor-1",
                          starts_at=4_000_000_000_000, preview="Tea at 8")  # fmt: skip
-    await engine.command("reservation_add", room=room, user="u1")
+    await engine.command("reserve", room=room, user="u1")
     await engine.command("share_recorded", room=room, share_id="s-1", user="u1")
 
-    info = await same_everywhere(ways, "room_get", room)
+    info = await same_everywhere(ways, "get_room", room)
     assert info.result["title"] == "Spring tea" and info.result["reservations"] == 1
-    again = await same_everywhere(ways, "reservation_add", room, user="u1")  # idempotent
+    again = await same_everywhere(ways, "reserve", room, user="u1")  # idempotent
     assert again.result["new"] is False and again.result["reservations"] == 1
     share = await same_everywhere(ways, "share_recorded", room, share_id="s-1", user="u1")
     assert share.result["new"] is False
-    phrases = await same_everywhere(ways, "phrases_set", room, phrases=["666", "Want it!"])
+    phrases = await same_everywhere(ways, "set_phrases", room, phrases=["666", "Want it!"])
     assert phrases.result == {"phrases": [{"id": 0, "text": "666"}, {"id": 1, "text": "Want it!"}]}
     assert (await same_everywhere(ways, "unpin", room)).result == {"ok": True}
 
     refusals = [
-        ("room_start", "never-created", {}, "room_not_found"),
-        ("room_create", room, {"title": "again", "anchor": "a"}, "room_exists"),
+        ("start_room", "never-created", {}, "room_not_found"),
+        ("create_room", room, {"title": "again", "anchor": "a"}, "room_exists"),
         ("pin", room, {"text": "   "}, "bad_field"),
-        ("popup_push", room, {"kind": "Not A Kind"}, "bad_field"),
-        ("reservation_add", room, {"user": "has space"}, "bad_field"),
-        ("room_get", "bad room id!", {}, "bad_field"),
+        ("push_popup", room, {"kind": "Not A Kind"}, "bad_field"),
+        ("reserve", room, {"user": "has space"}, "bad_field"),
+        ("get_room", "bad room id!", {}, "bad_field"),
     ]
     for name, target, params, code in refusals:
         assert (await same_everywhere(ways, name, target, **params)).code == code, name
 
-    await engine.command("room_end", room=room)
-    ended = await same_everywhere(ways, "room_start", room)
+    await engine.command("end_room", room=room)
+    ended = await same_everywhere(ways, "start_room", room)
     assert ended.code == "bad_state"
-    assert (await same_everywhere(ways, "reservation_add", room, user="u2")).code == "bad_state"
+    assert (await same_everywhere(ways, "reserve", room, user="u2")).code == "bad_state"

@@ -17,6 +17,7 @@ MODULES: Final = (
     "engine.control.commands.reservations",
     "engine.control.commands.shares",
     "engine.control.commands.numbers",
+    "engine.control.commands.seckill",
 )
 
 

@@ -108,7 +108,7 @@ def commands() -> list[Command]:
         Command("pin", "Pin a message for every viewer (and later joiners).", PinParams, Pinned,
                 _pin),
         Command("unpin", "Remove the pinned message.", NoParams, Ok, _unpin),
-        Command("phrases_set", "Replace the room's quick phrases.", PhrasesParams, Phrases,
+        Command("set_phrases", "Replace the room's quick phrases.", PhrasesParams, Phrases,
                 _phrases, doc="Viewers send a phrase by its id (`danmaku` with `phrase`)."),
         Command("reply", "Post a chat message as the anchor, optionally an @user reply.",
                 ReplyParams, ChatItem, _reply, errors=(ErrorCode.ROOM_NOT_FOUND,),

@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 class SaleNumbers(Result):
     sale: str
     product: str | None = None
-    status: str | None = None
+    status: str | None = Field(None, description="live or upcoming")
     stock: int | None = None
-    left: int | None = None
-    grabs: int | None = None
+    left: int | None = Field(None, description="units not yet held or sold")
+    held: int | None = Field(None, description="units held, waiting for payment")
     sold: int | None = None
+    grabs: int | None = Field(None, description="successful grabs (holds granted)")
 
 
 class LiveNumbersResult(Result):

@@ -39,9 +39,9 @@ async def _clear(engine: Engine, call: Call) -> Any:
 
 def commands() -> list[Command]:
     return [
-        Command("popup_push", "Show a popup to every viewer now.", PopupPush, Notice, _push,
+        Command("push_popup", "Show a popup to every viewer now.", PopupPush, Notice, _push,
                 doc="The current popup is part of the room snapshot: viewers who join while it "
                     "lasts see it too."),
-        Command("popup_clear", "Forget the current popup for later joiners.", NoParams, Ok,
+        Command("clear_popup", "Forget the current popup for later joiners.", NoParams, Ok,
                 _clear),
     ]  # fmt: skip

@@ -37,13 +37,13 @@ async def _cancel(engine: Engine, call: Call) -> Any:
 
 def commands() -> list[Command]:
     return [
-        Command("reservation_add", "Reserve a scheduled room for a user.", ReservationParams,
+        Command("reserve", "Reserve a scheduled room for a user.", ReservationParams,
                 ReservationResult, _add, roles=ADMIN,
                 errors=(ErrorCode.ROOM_NOT_FOUND, ErrorCode.BAD_STATE),
                 doc="Idempotent per user. Writes `reservation.created` for a new one; "
                     "`reminder.due` follows `reminder_lead_s` before the start (at once if that "
                     "time has passed). Viewers reserve themselves with the `reserve` message."),
-        Command("reservation_cancel", "Withdraw a user's reservation.", ReservationParams,
+        Command("cancel_reservation", "Withdraw a user's reservation.", ReservationParams,
                 ReservationResult, _cancel, roles=ADMIN, errors=(ErrorCode.ROOM_NOT_FOUND,),
                 doc="Writes `reservation.cancelled` when there was one."),
     ]  # fmt: skip

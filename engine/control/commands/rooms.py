@@ -116,26 +116,26 @@ _STATE = (ErrorCode.ROOM_NOT_FOUND, ErrorCode.BAD_STATE)
 
 def commands() -> list[Command]:
     return [
-        Command("room_create", "Create a room: title, anchor, scheduled start, cover, preview.",
+        Command("create_room", "Create a room: title, anchor, scheduled start, cover, preview.",
                 RoomCreate, RoomInfo, _create, roles=ADMIN, creates=True, path="/rooms/{room}",
                 errors=(ErrorCode.ROOM_EXISTS,),
                 doc="The room starts `scheduled`. With `starts_at`, the reminders of its "
                     "reservations are due `reminder_lead_s` before it. Writes `room.created`."),
-        Command("room_get", "The room's record, status and number of reservations.",
+        Command("get_room", "The room's record, status and number of reservations.",
                 NoParams, RoomInfo, _get, read_only=True, path="/rooms/{room}", errors=_MISSING),
-        Command("room_update", "Change title, anchor name, scheduled start, cover or preview.",
-                RoomUpdate, RoomInfo, _update, errors=_STATE,
+        Command("update_room", "Change title, anchor name, scheduled start, cover or preview.",
+                RoomUpdate, RoomInfo, _update, path="/rooms/{room}/update", errors=_STATE,
                 doc="Only the given fields change. A new `starts_at` (while scheduled) "
                     "reschedules the reminders, which start over. Writes `room.updated`."),
-        Command("room_start", "Go live: scheduled -> live.", NoParams, RoomInfo, _start,
-                errors=_STATE,
+        Command("start_room", "Go live: scheduled -> live.", NoParams, RoomInfo, _start,
+                path="/rooms/{room}/start", errors=_STATE,
                 doc="Ends rehearsal, resets the session's live numbers, cancels pending "
                     "reminders, shows viewers a `room` popup `{status: live}`; `room.started`."),
-        Command("room_end", "End the room: scheduled or live -> ended.", NoParams, RoomInfo, _end,
-                errors=_STATE,
+        Command("end_room", "End the room: scheduled or live -> ended.", NoParams, RoomInfo, _end,
+                path="/rooms/{room}/end", errors=_STATE,
                 doc="Viewers get a `room` popup `{status: ended}`; writes `room.ended`."),
-        Command("room_rehearsal", "Rehearsal mode on or off: a test live for staff tokens only.",
-                Rehearsal, RoomInfo, _rehearsal, errors=_STATE,
+        Command("set_rehearsal", "Rehearsal mode on or off: a test live for staff tokens only.",
+                Rehearsal, RoomInfo, _rehearsal, path="/rooms/{room}/rehearsal", errors=_STATE,
                 doc="While on, viewer tokens cannot join (close code 4011 `rehearsal`) and "
                     "viewers already in the room are closed within about a second. "
                     "Writes `room.rehearsal`."),
