@@ -225,7 +225,8 @@ class Registry:
         if not isinstance(params, Mapping):
             raise EngineError("params must be an object", code=ErrorCode.BAD_FIELD)
         args = dict(params)
-        given = args.pop("room", None) if command.room_scoped else None
+        # `room` is a parameter of room commands unless the transport gives it (the HTTP path)
+        given = args.pop("room", None) if command.room_scoped and room is None else None
         if command.room_scoped:
             room = room if room is not None else given if given is not None else default_room
             if room is None:
