@@ -29,7 +29,9 @@ An embedding host can also call `await engine.command("create_room", room="r1", 
 anchor=...)` in its own process (operator rights), or the `Engine` methods the commands call.
 
 This file is generated from the registry by `engine ctl --markdown > docs/control.md`: the
-command reference below cannot drift from the code.
+command reference below cannot drift from the code. Every call is logged (`control call`, with
+command, room, caller role, transport, code and duration) and counted in the Prometheus counter
+`engine_control_calls_total{command, code, transport}` on `/metrics`.
 
 ## Tokens and who may do what
 
