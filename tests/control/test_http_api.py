@@ -45,7 +45,7 @@ async def test_schemathesis_finds_no_5xx_and_every_response_matches_its_schema(
     env = {**os.environ, "SCHEMATHESIS_HOOKS": ""}
     with trio.fail_after(240):
         result = await trio.run_process(
-            args, capture_stdout=True, capture_stderr=True, check=False, env=env
+            args, capture_stdout=True, capture_stderr=True, check=False, env=env, cwd=tmp_path
         )
     output = result.stdout.decode() + result.stderr.decode()
     report = "\n".join(line[:300] for line in output.splitlines())  # bodies can be huge
