@@ -26,7 +26,7 @@ from engine.protocol import (
     to_wire,
 )
 from engine.protocol import server as srv
-from engine.protocol.client import Click, Grab
+from engine.protocol.client import Click, Grab, Reserve, Unreserve
 from engine.protocol.wsframe import data_frame, encode_frame
 
 LIMITS = Limits(max_message_bytes=4096, max_text_chars=200, max_likes=100)
@@ -57,6 +57,8 @@ client_messages = st.one_of(
         room=st.none() | user_ids,
     ),
     st.builds(Click, product=user_ids, rid=rids),
+    st.builds(Reserve, rid=rids),
+    st.builds(Unreserve, rid=rids),
 )
 
 
@@ -69,7 +71,8 @@ def test_every_client_message_round_trips_in_both_codecs(message: Any, codec: st
 
 
 def test_every_client_type_is_covered_by_the_round_trip() -> None:
-    assert {"danmaku", "like", "ping", "pin", "unpin", "leave", "grab", "click"} == CLIENT_TYPES
+    assert {"danmaku", "like", "ping", "pin", "unpin", "leave", "grab", "click", "reserve",
+            "unreserve"} == CLIENT_TYPES  # fmt: skip
 
 
 json_values = st.recursive(
