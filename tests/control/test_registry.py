@@ -115,23 +115,21 @@ async def test_jsonrpc_requests_batches_notifications_and_errors() -> None:
     assert [a["id"] for a in batch] == [1, 2] and "error" in batch[1]
 
 
-JSON = st.recursive(
+KEYS = st.sampled_from(["jsonrpc", "id", "method", "params", "room", "text"]) | st.text(max_size=8)
+SCALARS = (
     st.none()
     | st.booleans()
     | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(
-            st.sampled_from(["jsonrpc", "id", "method", "params", "room", "text"])
-            | st.text(max_size=8),
-            children,
-            max_size=5,
-        )
-    ),
-    max_leaves=12,
+    | st.text(max_size=20)
 )
+
+
+def _nested(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=5))
+
+
+JSON = st.recursive(SCALARS, _nested, max_leaves=12)
 
 
 @settings(max_examples=150, deadline=None)
