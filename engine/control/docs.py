@@ -163,7 +163,7 @@ here (a module in `engine/control/commands/`, listed in `MODULES`).
 """  # noqa: E501 (Markdown tables and JSON examples)
 
 ERROR_MEANINGS: Final[dict[str, str]] = {
-    ErrorCode.BAD_FRAME: "the body / message is not JSON",
+    ErrorCode.BAD_FRAME: "the body / message is not JSON (JSON-RPC: or not a request, -32600)",
     ErrorCode.BAD_FIELD: "a parameter is missing, of the wrong type, out of range, or unknown",
     ErrorCode.TOO_LARGE: "the request is too large (HTTP body or message over 1 MiB)",
     ErrorCode.BAD_TOKEN: "no token, or a malformed, wrongly signed or unknown-key token",
