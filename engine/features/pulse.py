@@ -27,6 +27,7 @@ from engine.store.store import now_ms
 log = structlog.get_logger("engine.pulse")
 
 RATE_WINDOW_S = 5
+REPORTS_IN_FLIGHT = 16
 NumbersSource = Callable[[str], Awaitable[dict[str, Any]]]
 
 
@@ -46,6 +47,7 @@ class RoomPulse:
         self._on_rehearsal = on_rehearsal  # (room, rehearsal on?): enforce it on this node
         self._interval = interval_s
         self._unsent: dict[str, int] = {}
+        self._limiter = trio.CapacityLimiter(REPORTS_IN_FLIGHT)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -59,16 +61,20 @@ class RoomPulse:
             counts[room] = counts.get(room, 0) + n
         self._unsent = {}
         now_s = int(time.time())
-        for room in set(self._serving()) | set(counts):
-            sent = counts.pop(room, 0)
+        async with trio.open_nursery() as nursery:  # a few reports in flight, not one by one
+            for room in set(self._serving()) | set(counts):
+                nursery.start_soon(self._report, room, now_s, counts.get(room, 0))
+
+    async def _report(self, room: str, now_s: int, sent: int) -> None:
+        async with self._limiter:
             try:
                 _online, _peak, rehearsal = await self._rooms.numbers_tick(room, now_s, sent)
             except StoreUnavailable as exc:
                 log.warning("live numbers not reported", room=room, error=str(exc))
-                if sent:
+                if sent:  # counted again with the next beat
                     self._unsent[room] = self._unsent.get(room, 0) + sent
-                continue
-            self._on_rehearsal(room, rehearsal)
+                return
+        self._on_rehearsal(room, rehearsal)
 
 
 class LiveNumbers:
