@@ -4,7 +4,6 @@ socket and `engine ctl` (run in a worker thread: it is a blocking program)."""
 from __future__ import annotations
 
 import io
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,11 +17,6 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from engine import Engine
 from engine.cli import main
 from engine.control.registry import jsonrpc_code
-
-
-def short_socket_path() -> str:
-    """A Unix socket path short enough for sun_path (pytest's tmp_path may not be)."""
-    return tempfile.mkdtemp(prefix="ctl-", dir="/tmp") + "/control.sock"
 
 
 @dataclass

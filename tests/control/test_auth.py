@@ -21,7 +21,6 @@ from tests.control.support import (
     control_socket,
     ctl_call,
     http_call,
-    short_socket_path,
     unix_call,
 )
 
@@ -136,8 +135,10 @@ async def test_control_websocket_closes_when_the_token_expires(
                 assert exc.reason.code == 4002
 
 
-async def test_unix_socket_is_owner_only_and_trusted(start_engine: StartEngine, room: str) -> None:
-    path = short_socket_path()
+async def test_unix_socket_is_owner_only_and_trusted(
+    start_engine: StartEngine, room: str, socket_path: str
+) -> None:
+    path = socket_path
     first = await start_engine(control_socket=path)
     assert address(first).control_socket == path
     mode = stat.S_IMODE(os.stat(path).st_mode)

@@ -16,7 +16,7 @@ from engine.control.commands import build_registry
 from engine.control.docs import control_markdown
 from engine.control.openapi import openapi_document
 from tests.conftest import StartEngine
-from tests.control.support import address, ctl, short_socket_path
+from tests.control.support import address, ctl
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -52,9 +52,9 @@ def test_ctl_help_lists_every_command() -> None:
 
 @pytest.mark.integration
 async def test_ctl_prints_readable_text_or_json_and_exits_with_a_status(
-    start_engine: StartEngine, room: str
+    start_engine: StartEngine, room: str, socket_path: str
 ) -> None:
-    path = short_socket_path()
+    path = socket_path
     engine = await start_engine(control_socket=path)
     status, out, _ = await ctl("--socket", path, "create-room", "--room", room, "--title",
                                "Spring tea", "--anchor", "a1", "--preview", "Tea at 8")  # fmt: skip

@@ -15,7 +15,6 @@ from tests.control.support import (
     address,
     ctl_call,
     http_call,
-    short_socket_path,
     unix_call,
     ws_call,
 )
@@ -50,9 +49,9 @@ async def same_everywhere(ways: dict[str, Transport], name: str, room: str | Non
 
 
 async def test_every_transport_gives_the_same_results_and_error_codes(
-    start_engine: StartEngine, room: str
+    start_engine: StartEngine, room: str, socket_path: str
 ) -> None:
-    path = short_socket_path()
+    path = socket_path
     engine = await start_engine(control_socket=path)
     assert address(engine).control_socket == path
     ways = transports(engine, path, engine.mint_token("host", "ops", role="admin"))
