@@ -120,6 +120,48 @@ class Config:
     scheduler_lease_s: float = _opt(
         30.0, "a job a node claimed is claimed again by another node after this long"
     )
+    # --- anti-fraud (docs/antifraud.md) -------------------------------------------------
+    antifraud: bool = _opt(
+        True, "rate limits, bans and mutes, keyword filter and bot rules in front of viewers"
+    )
+    trusted_proxies: str = _opt(
+        "", "IPs or networks (comma-separated) of proxies whose X-Forwarded-For names the client"
+    )
+    limit_join: str = _opt(
+        "user=10/1m burst 5, ip=120/1m burst 60, device=10/1m burst 5",
+        "joins per user, IP and device ('dimension=RATE/PERIOD burst N, ...'; 'off': none)",
+    )
+    limit_danmaku: str = _opt(
+        "user=20/1m burst 5, ip=300/1m burst 60, device=20/1m burst 5",
+        "danmaku per user, IP and device",
+    )
+    limit_like: str = _opt(
+        "user=10/1s burst 100, ip=200/1s burst 2000, device=10/1s burst 100",
+        "likes (counted one by one, not per message) per user, IP and device",
+    )
+    limit_grab: str = _opt(
+        "user=2/1s burst 5, ip=50/1s burst 200, device=2/1s burst 5",
+        "flash-sale grabs per user, IP and device",
+    )
+    limit_coupon: str = _opt(
+        "user=5/1m burst 3, ip=60/1m burst 30, device=5/1m burst 3",
+        "coupon claims per user, IP and device",
+    )
+    limit_lottery: str = _opt(
+        "user=5/1m burst 3, ip=120/1m burst 60, device=5/1m burst 3",
+        "lottery entries per user, IP and device",
+    )
+    antifraud_bot_rules: str = _opt(
+        "",
+        "bot rule modes and thresholds, 'rule=mode[@threshold], ...' (modes: off, shadow, mute, "
+        "refuse_grabs, ban); rules not named run in shadow mode (log only)",
+    )
+    antifraud_rule_sanction_s: float = _opt(
+        3600.0, "how long a mute, grab refusal or ban imposed by a bot rule lasts"
+    )
+    antifraud_window_s: float = _opt(
+        600.0, "accounts per IP and per device are counted over this window"
+    )
     # --- logging -------------------------------------------------------------------------
     log_level: str = _opt("info", "debug, info, warning or error")
 

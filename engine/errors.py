@@ -46,6 +46,10 @@ class ErrorCode(StrEnum):
     HOLD_CANCELLED = "hold_cancelled"
     ALREADY_CONFIRMED = "already_confirmed"  # a paid hold cannot be cancelled
     SALE_EXISTS = "sale_exists"
+    # anti-fraud (docs/antifraud.md); RATE_LIMITED and BANNED above are theirs too
+    MUTED = "muted"  # the user is muted: its danmaku reach nobody
+    BLOCKED = "blocked"  # the danmaku contains a blocked word
+    REFUSED = "refused"  # the anti-fraud layer refuses this user's flash-sale grabs
     # server side
     UNAVAILABLE = "unavailable"  # Redis unreachable; try again
     INTERNAL = "internal"
@@ -68,6 +72,8 @@ class CloseCode(IntEnum):
     HEARTBEAT_TIMEOUT = 4010
     REHEARSAL = 4011
     FORBIDDEN = 4012
+    BANNED = 4013
+    RATE_LIMITED = 4029
 
 
 CLOSE_CODE_FOR: dict[ErrorCode, CloseCode] = {
@@ -79,6 +85,8 @@ CLOSE_CODE_FOR: dict[ErrorCode, CloseCode] = {
     ErrorCode.HEARTBEAT_TIMEOUT: CloseCode.HEARTBEAT_TIMEOUT,
     ErrorCode.REHEARSAL: CloseCode.REHEARSAL,
     ErrorCode.FORBIDDEN: CloseCode.FORBIDDEN,
+    ErrorCode.BANNED: CloseCode.BANNED,
+    ErrorCode.RATE_LIMITED: CloseCode.RATE_LIMITED,  # joining too often (retry after ... ms)
     ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,  # reconnect: another node resumes you
     ErrorCode.TOO_LARGE: CloseCode.MESSAGE_TOO_BIG,
     ErrorCode.INTERNAL: CloseCode.INTERNAL_ERROR,
@@ -109,6 +117,17 @@ class ProtocolError(EngineError):
 
     code = ErrorCode.BAD_FRAME
     rid: str | int | None = None
+
+
+class RateLimited(ProtocolError):
+    """Over a rate limit; `retry_after_ms` says when the same request could pass (-1: never at
+    this size). The error frame carries it."""
+
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+        super().__init__(message, code=ErrorCode.RATE_LIMITED)
+        self.retry_after_ms = retry_after_ms
 
 
 class AuthError(EngineError):

@@ -13,6 +13,8 @@ from typing import Any
 import structlog
 import trio
 
+from engine.antifraud.guard import AntiFraud
+from engine.antifraud.metrics import AntiFraudMetrics
 from engine.config import Config
 from engine.control.plane import ControlPlane
 from engine.control.registry import OPERATOR
@@ -39,6 +41,7 @@ from engine.metrics import Metrics
 from engine.protocol.client import Danmaku, clean_text
 from engine.scheduler import Scheduler
 from engine.stats import NodeStats
+from engine.store.antifraud import AntiFraudStore
 from engine.store.devredis import private_redis
 from engine.store.jobs import JobStore
 from engine.store.rooms import RoomStore
@@ -79,6 +82,7 @@ class _Services:
     reservations: Reservations
     shares: Shares
     numbers: LiveNumbers
+    antifraud: AntiFraud | None = None
 
 
 class Engine:
@@ -150,15 +154,19 @@ class Engine:
             chat = Chat(store, self.node_id, config.max_danmaku_chars)
             likes = LikeCounter(store, rooms.tick_s)
             dispatcher = Dispatcher()
-            room_handlers.register(dispatcher, chat, likes)
             popups = Popups(store)
             seckill_store = SeckillStore(redis, event_maxlen=config.event_stream_maxlen)
+            guard = self._antifraud(redis, seckill_store) if config.antifraud else None
+            if guard is not None:
+                rooms.on_popup = guard.popup_delivered
+            room_handlers.register(dispatcher, chat, likes, guard)
             seckill = Seckill(config, seckill_store, store, popups, node_id=self.node_id,
                               tick_s=rooms.tick_s)  # fmt: skip
             products = Products(seckill_store, popups)
             seckill_handlers.register(
-                dispatcher, seckill, products, max_inflight=config.seckill_max_inflight_per_viewer
-            )
+                dispatcher, seckill, products, max_inflight=config.seckill_max_inflight_per_viewer,
+                guard=guard,
+            )  # fmt: skip
             room_store = RoomStore(redis, event_maxlen=config.event_stream_maxlen)
             scheduler = Scheduler(JobStore(redis), poll_s=config.scheduler_poll_s,
                                   lease_s=config.scheduler_lease_s)  # fmt: skip
@@ -178,7 +186,10 @@ class Engine:
                 stats=self.stats,
                 metrics=self.metrics,
                 admission=lifecycle.admit,
+                guard=guard,
             )
+            if guard is not None:
+                guard.moderation.kick = gateway.close_user
             lifecycle.evict = lambda room: gateway.close_viewers(
                 room, ErrorCode.REHEARSAL, "the room is in rehearsal: staff only"
             )
@@ -192,12 +203,14 @@ class Engine:
             numbers.add_source("sales", sales_source(seckill_store))
             self._services = _Services(
                 store, chat, popups, likes, gateway, rooms, seckill, products,
-                lifecycle, reservations, Shares(room_store), numbers,
+                lifecycle, reservations, Shares(room_store), numbers, guard,
             )  # fmt: skip
             try:
                 async with trio.open_nursery() as nursery:
                     self._services_scope = nursery.cancel_scope
                     await nursery.start(rooms.run)
+                    if guard is not None:
+                        await nursery.start(guard.run)
                     await nursery.start(likes.run)
                     await nursery.start(seckill.run)
                     ws_port = await nursery.start(gateway.serve, ws_socket)
@@ -220,7 +233,26 @@ class Engine:
                 self.address = None
                 log.info("engine node stopped", node=self.node_id)
 
+    def _antifraud(self, redis: Any, seckill_store: SeckillStore) -> AntiFraud:
+        async def sale_created(room: str, sale: str) -> int | None:
+            created = (await seckill_store.sale_info(room, sale)).get("created_at")
+            return int(created) if created and created.isdigit() else None
+
+        store = AntiFraudStore(redis, event_maxlen=self.config.event_stream_maxlen)
+        metrics = AntiFraudMetrics(self.metrics.registry)
+        return AntiFraud(self.config, store, metrics, node_id=self.node_id,
+                         sale_created=sale_created)  # fmt: skip
+
     # --- internal API (the control plane will expose these) --------------------------------
+
+    @property
+    def antifraud(self) -> AntiFraud:
+        """The anti-fraud layer of the running node: `antifraud.moderation` bans, mutes, word
+        lists, limits and bot rules (docs/antifraud.md; the control plane calls it)."""
+        guard = self._running().antifraud
+        if guard is None:
+            raise RuntimeError("anti-fraud is switched off (antifraud = false)")
+        return guard
 
     def _running(self) -> _Services:
         if self._services is None:

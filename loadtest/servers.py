@@ -84,11 +84,11 @@ class Proc:
             self.log.close()
 
 
-def _spawn(name: str, argv: list[str], logdir: Path) -> Proc:
+def _spawn(name: str, argv: list[str], logdir: Path, env: dict[str, str] | None = None) -> Proc:
     logdir.mkdir(parents=True, exist_ok=True)
     log = (logdir / f"{name}.log").open("wb")
     popen = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO, env=env
     )
     return Proc(name, popen, log)
 
@@ -175,7 +175,10 @@ def start_engine(
                 "--token-keys", token_keys, "--chat-tick-ms", str(tick_ms),
                 "--heartbeat-interval-s", "600", "--heartbeat-timeout-s", "1800",
                 "--log-level", "warning"]  # fmt: skip
-        proc = _spawn(f"engine-tick{tick_ms}-{ws_port}", argv, logdir)
+        # the benchmark measures fan-out: its senders, all on one IP and faster than any person,
+        # would be rate limited by the anti-fraud layer (an env var: older trees ignore it)
+        env = {**os.environ, "ENGINE_ANTIFRAUD": "false"}
+        proc = _spawn(f"engine-tick{tick_ms}-{ws_port}", argv, logdir, env)
         try:
             wait_port(ws_port, proc.popen)
         except BaseException:

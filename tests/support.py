@@ -89,6 +89,10 @@ class RedisProcess:
                 self.proc.wait()
 
 
+NO_LIMITS = {f"limit_{action}": "off"
+             for action in ("join", "danmaku", "like", "grab", "coupon", "lottery")}  # fmt: skip
+
+
 def engine_config(redis_url: str, tmp: Path | str = "/tmp", **overrides: Any) -> Config:
     settings: dict[str, Any] = {
         "redis_url": redis_url,
@@ -100,6 +104,7 @@ def engine_config(redis_url: str, tmp: Path | str = "/tmp", **overrides: Any) ->
         "data_dir": str(tmp),
         "room_linger_s": 0.5,
         "log_level": "warning",
+        **NO_LIMITS,  # anti-fraud on, its rate limits off: tests send faster than people do
     }
     settings.update(overrides)
     return Config(**settings)

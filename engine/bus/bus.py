@@ -36,31 +36,42 @@ def parse(data: bytes) -> tuple[str, int, bytes]:
     return epoch.decode(), int(seq), payload
 
 
-class Bus:
+class Subscriber:
+    """A set of pub/sub channels that outlives Redis outages: when the subscriber connection
+    breaks it says so (`on_state(False)`), reconnects with backoff, subscribes every channel
+    again, and says so again (`on_state(True)`). `on_message(channel, data)` gets each message
+    (a handler that raises is logged and does not stop the others). The room bus is one; the
+    anti-fraud signals are another."""
+
     def __init__(
-        self, redis: coredis.Redis[bytes], on_message: BusHandler, on_state: StateHandler
+        self,
+        redis: coredis.Redis[bytes],
+        on_message: Callable[[bytes, bytes], None],
+        on_state: StateHandler,
+        *,
+        name: str = "bus",
     ) -> None:
         self._redis = redis
         self._on_message = on_message
         self._on_state = on_state
+        self._name = name
         self._pubsub: Any = None
-        self._rooms: set[str] = set()
-        self._rooms_by_channel: dict[bytes, str] = {}
+        self.channels: set[str] = set()
         self.up = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Receive room messages until cancelled; `started()` once first connected."""
+        """Receive messages until cancelled; `started()` once first connected."""
         backoff, started = BACKOFF_START_S, False
         while True:
             try:
                 async with self._redis.pubsub(
                     ignore_subscribe_messages=True, retry_policy=NoRetryPolicy()
                 ) as pubsub:
-                    if self._rooms:
-                        await pubsub.subscribe(*(keys.bus(r) for r in self._rooms))
+                    if self.channels:
+                        await pubsub.subscribe(*self.channels)
                     self._pubsub, self.up, backoff = pubsub, True, BACKOFF_START_S
                     if started:
-                        log.info("bus reconnected", rooms=len(self._rooms))
+                        log.info(f"{self._name} reconnected", channels=len(self.channels))
                         self._on_state(True)
                     else:
                         started = True
@@ -72,37 +83,67 @@ class Bus:
                 self._pubsub = None
                 if self.up:
                     self.up = False
-                    log.warning("bus lost redis", error=repr(exc))
+                    log.warning(f"{self._name} lost redis", error=repr(exc))
                     self._on_state(False)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _receive(self, pubsub: Any) -> None:
-        rooms = self._rooms_by_channel
         while True:
             message = await pubsub.get_message()
             if message is None or message["type"] != "message":
                 continue
-            channel = message["channel"]
-            room = rooms.get(channel)
-            if room is None:
-                room = rooms[channel] = keys.room_of(channel)
             try:
-                epoch, seq, payload = parse(message["data"])
-                self._on_message(room, epoch, seq, payload)
-            except Exception:  # one bad message must not stop the node's bus
-                log.exception("bus message handler failed", room=room)
+                self._on_message(message["channel"], message["data"])
+            except Exception:  # one bad message must not stop the node's subscriber
+                log.exception(f"{self._name} message handler failed")
 
-    async def subscribe(self, room: str) -> None:
-        self._rooms.add(room)
+    async def subscribe(self, channel: str) -> None:
+        self.channels.add(channel)
         if self._pubsub is None:
             raise StoreUnavailable("redis pubsub is reconnecting")
         with translate_errors("subscribe"):
-            await self._pubsub.subscribe(keys.bus(room))
+            await self._pubsub.subscribe(channel)
 
-    async def unsubscribe(self, room: str) -> None:
-        self._rooms.discard(room)
-        self._rooms_by_channel.pop(keys.bus(room).encode(), None)
+    async def unsubscribe(self, channel: str) -> None:
+        self.channels.discard(channel)
         if self._pubsub is not None:
             with translate_errors("unsubscribe"):
-                await self._pubsub.unsubscribe(keys.bus(room))
+                await self._pubsub.unsubscribe(channel)
+
+
+class Bus:
+    """The rooms' channels on a `Subscriber`: one channel per room with local viewers."""
+
+    def __init__(
+        self, redis: coredis.Redis[bytes], on_message: BusHandler, on_state: StateHandler
+    ) -> None:
+        self._on_room_message = on_message
+        self._subscriber = Subscriber(redis, self._deliver, on_state, name="bus")
+        self._rooms_by_channel: dict[bytes, str] = {}
+
+    @property
+    def up(self) -> bool:
+        return self._subscriber.up
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Receive room messages until cancelled; `started()` once first connected."""
+        await self._subscriber.run(task_status=task_status)
+
+    def _deliver(self, channel: bytes, data: bytes) -> None:
+        rooms = self._rooms_by_channel
+        room = rooms.get(channel)
+        if room is None:
+            room = rooms[channel] = keys.room_of(channel)
+        try:
+            epoch, seq, payload = parse(data)
+            self._on_room_message(room, epoch, seq, payload)
+        except Exception:  # one bad message must not stop the node's bus
+            log.exception("bus message handler failed", room=room)
+
+    async def subscribe(self, room: str) -> None:
+        await self._subscriber.subscribe(keys.bus(room))
+
+    async def unsubscribe(self, room: str) -> None:
+        self._rooms_by_channel.pop(keys.bus(room).encode(), None)
+        await self._subscriber.unsubscribe(keys.bus(room))

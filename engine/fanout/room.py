@@ -8,6 +8,7 @@ fan-out never awaits per connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgpack
@@ -23,6 +24,9 @@ from engine.protocol.wsframe import encode_frame
 from engine.stats import NodeStats
 
 log = structlog.get_logger("engine.fanout")
+
+
+PopupHook = Callable[[str, dict[str, Any]], None]  # (room, popup item)
 
 
 class Sink(Protocol):
@@ -45,6 +49,7 @@ class LocalRoom:
         "id",
         "joining",
         "lock",
+        "on_popup",
         "phrases",
         "sequencer",
         "size",
@@ -53,9 +58,15 @@ class LocalRoom:
     )
 
     def __init__(
-        self, room_id: str, broadcaster: RoomBroadcaster, stats: NodeStats, history_size: int
+        self,
+        room_id: str,
+        broadcaster: RoomBroadcaster,
+        stats: NodeStats,
+        history_size: int,
+        on_popup: PopupHook | None = None,
     ) -> None:
         self.id = room_id
+        self.on_popup = on_popup  # told of each popup delivered (anti-fraud: when a sale showed)
         self.broadcaster = broadcaster
         self.stats = stats
         self._by_codec: dict[Codec, dict[Sink, None]] = {}
@@ -137,6 +148,8 @@ class LocalRoom:
             broadcaster.set_likes(int(message["n"]), seq)
         elif kind == "popup":
             self.send_all(broadcaster.popup(message["m"], seq))
+            if self.on_popup is not None:
+                self.on_popup(self.id, message["m"])
         elif kind == "pinned":
             self.send_all(broadcaster.pinned(message["m"], seq))
         elif kind == "phrases":

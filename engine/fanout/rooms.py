@@ -19,7 +19,7 @@ from engine.bus.bus import Bus
 from engine.config import Config
 from engine.errors import StoreUnavailable
 from engine.fanout.broadcaster import RoomBroadcaster
-from engine.fanout.room import LocalRoom, Sink
+from engine.fanout.room import LocalRoom, PopupHook, Sink
 from engine.fanout.sequencer import Step, Verdict
 from engine.features.popups import current_popup
 from engine.features.products import cards_view
@@ -54,6 +54,7 @@ class RoomRegistry:
         self.metrics = metrics
         self.rooms: dict[str, LocalRoom] = {}
         self.bus = Bus(store.redis, self._on_bus_message, self._on_bus_state)
+        self.on_popup: PopupHook | None = None  # given to every room this node opens
         chat_tick = config.chat_tick_ms / 1000
         self.tick_s = chat_tick if chat_tick > 0 else 0.1  # counters still tick when chat doesn't
         self._nursery: trio.Nursery | None = None
@@ -107,7 +108,8 @@ class RoomRegistry:
                 max_messages=self.config.chat_frame_max_messages,
                 max_bytes=self.config.chat_frame_max_bytes,
             )
-            room = LocalRoom(room_id, broadcaster, self.stats, self.config.replay_cache_size)
+            room = LocalRoom(room_id, broadcaster, self.stats, self.config.replay_cache_size,
+                             self.on_popup)  # fmt: skip
             self.rooms[room_id] = room
             self.metrics.rooms.set(len(self.rooms))
         room.joining += 1

@@ -22,6 +22,7 @@ from engine.identity import Identity
 from engine.protocol.codec import Codec
 
 if TYPE_CHECKING:
+    from engine.antifraud.guard import Visitor
     from engine.fanout.room import LocalRoom
     from engine.gateway.gateway import Gateway
 
@@ -47,6 +48,7 @@ class ViewerConnection:
         "sock",
         "strikes",
         "strikes_since",
+        "visitor",
         "writer_active",
         "ws",
     )
@@ -80,6 +82,7 @@ class ViewerConnection:
         self.close_reason = ""
         self.strikes = 0
         self.strikes_since = now
+        self.visitor: Visitor | None = None  # the anti-fraud guard's view of it (if enabled)
 
     # --- writing -------------------------------------------------------------------------
 

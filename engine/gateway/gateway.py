@@ -25,12 +25,14 @@ from wsproto.events import (
     TextMessage,
 )
 
+from engine.antifraud.guard import AntiFraud
 from engine.config import Config
 from engine.errors import (
     CLOSE_CODE_FOR,
     AuthError,
     ErrorCode,
     ProtocolError,
+    RateLimited,
     StoreUnavailable,
 )
 from engine.fanout.outbox import FrameKind
@@ -82,8 +84,10 @@ class Gateway:
         stats: NodeStats,
         metrics: Metrics,
         admission: Admission | None = None,
+        guard: AntiFraud | None = None,
     ) -> None:
         self.config = config
+        self.guard = guard  # anti-fraud: bans and join limits here, the rest in the handlers
         self.node_id = node_id
         self.verifier = verifier
         self.admission = admission  # may refuse a verified viewer (e.g. rehearsal: staff only)
@@ -167,6 +171,15 @@ class Gateway:
             conn.close(code, reason)
         return len(closing)
 
+    def close_user(self, room: str | None, user: str, reason: str) -> int:
+        """Close this node's connections of `user` in `room` (None: in every room) with
+        `banned`; how many."""
+        closing = [c for c in self.connections if c.identity.user == user
+                   and (room is None or c.identity.room == room)]  # fmt: skip
+        for conn in closing:
+            conn.close(ErrorCode.BANNED, reason or "banned")
+        return len(closing)
+
     def start_writer(self, conn: ViewerConnection) -> None:
         assert self._nursery is not None
         self._nursery.start_soon(conn.drain)
@@ -212,10 +225,16 @@ class Gateway:
         ws = handshake.connection
         assert ws is not None
         await send_all(sock, accept)
+        visitor = None
         try:
             identity = self.verifier.verify(params.token, params.room)
             if self.admission is not None:
                 await self.admission(identity)
+            if self.guard is not None:  # last: nothing after it may refuse (it counts visitors)
+                peer = str(addr[0]) if isinstance(addr, tuple) else str(addr)
+                ip = self.guard.client_ip(peer, params.forwarded_for)
+                structlog.contextvars.bind_contextvars(ip=ip)
+                visitor = await self.guard.admit(identity, ip)
         except AuthError as exc:
             self.metrics.connections_refused.labels(exc.code.value).inc()
             log.info("viewer refused", code=exc.code.value, reason=exc.message, peer=str(addr))
@@ -225,7 +244,9 @@ class Gateway:
             await _await_close_reply(sock, ws)
             return None
         conn_id = f"{self.node_id}.{next(self._conn_ids):x}"
-        return ViewerConnection(self, sock, ws, params.codec, identity, conn_id, scope), params
+        conn = ViewerConnection(self, sock, ws, params.codec, identity, conn_id, scope)
+        conn.visitor = visitor
+        return conn, params
 
     async def _join(self, conn: ViewerConnection, since: int | None, epoch: str | None) -> None:
         identity = conn.identity
@@ -346,7 +367,9 @@ class Gateway:
         """Answer a bad message with its error code; close the connection if it keeps at it."""
         self.metrics.client_errors.labels(exc.code.value).inc()
         log.info("client error", code=exc.code.value, reason=exc.message, rid=exc.rid)
-        conn.send_now(encode_frame(conn.codec, server.error(exc.code, exc.message, exc.rid)))
+        retry = exc.retry_after_ms if isinstance(exc, RateLimited) else None
+        frame = server.error(exc.code, exc.message, exc.rid, retry_after_ms=retry)
+        conn.send_now(encode_frame(conn.codec, frame))
         now = trio.current_time()
         if now - conn.strikes_since > self.config.abuse_window_s:
             conn.strikes, conn.strikes_since = 0, now
@@ -359,6 +382,9 @@ class Gateway:
         room = conn.room
         if room is not None:
             self.rooms.leave(room, conn)
+        if conn.visitor is not None and self.guard is not None:
+            self.guard.left(conn.visitor)
+            conn.visitor = None
         if self.connections.pop(conn, 0) is None:
             self.stats.connections -= 1
         with trio.CancelScope(shield=True):

@@ -31,6 +31,7 @@ class UpgradeParams:
     subprotocol: str | None
     since: int | None = None  # a reconnecting viewer's last seq
     epoch: str | None = None  # ... and the room epoch it belongs to
+    forwarded_for: str | None = None  # X-Forwarded-For (believed only from trusted proxies)
 
 
 def upgrade_params(request: Request) -> UpgradeParams:
@@ -38,9 +39,13 @@ def upgrade_params(request: Request) -> UpgradeParams:
     target = urlsplit(request.target)
     query = parse_qs(target.query, max_num_fields=16)
     token = _first(query.get("token"))
+    forwarded: list[str] = []
     for name, value in request.extra_headers:
-        if name.lower() == b"authorization" and value[:7].lower() == b"bearer ":
+        lowered = name.lower()
+        if lowered == b"authorization" and value[:7].lower() == b"bearer ":
             token = token or value[7:].decode("latin-1").strip()
+        elif lowered == b"x-forwarded-for":
+            forwarded.append(value.decode("latin-1"))
     codec, subprotocol = choose_codec(request.subprotocols)
     return UpgradeParams(
         path=target.path,
@@ -50,6 +55,7 @@ def upgrade_params(request: Request) -> UpgradeParams:
         subprotocol=subprotocol,
         since=_position(_first(query.get("since"))),
         epoch=_first(query.get("epoch")),
+        forwarded_for=",".join(forwarded)[-1024:] or None,  # the right end is the trusted one
     )
 
 

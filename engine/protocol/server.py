@@ -178,8 +178,13 @@ def pong(rid: RequestId, ts: int) -> dict[str, Any]:
     return {"type": "pong", "rid": rid, "ts": ts}
 
 
-def error(code: ErrorCode, message: str, rid: RequestId = None) -> dict[str, Any]:
+def error(
+    code: ErrorCode, message: str, rid: RequestId = None, *, retry_after_ms: int | None = None
+) -> dict[str, Any]:
+    """`retry_after_ms` (rate_limited): when the same request could pass; -1: never at its size."""
     out: dict[str, Any] = {"type": "error", "code": code.value, "message": message}
     if rid is not None:
         out["rid"] = rid
+    if retry_after_ms is not None:
+        out["retry_after_ms"] = retry_after_ms
     return out

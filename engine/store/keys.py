@@ -160,3 +160,50 @@ def numbers(room: str) -> str:
 JOBS_DUE: Final = f"{PREFIX}:{{jobs}}:due"  # sorted set: job id -> due (ms)
 JOBS_LEASED: Final = f"{PREFIX}:{{jobs}}:leased"  # sorted set: job id -> lease end (ms)
 JOBS_SPECS: Final = f"{PREFIX}:{{jobs}}:specs"  # hash: job id -> spec (JSON)
+
+
+# --- anti-fraud (docs/antifraud.md) ----------------------------------------------------------
+# Room-scoped state carries the room tag like every room key; global rules (global bans and
+# mutes, global keyword list and bot rule overrides) live in one slot of their own ({af}) and a
+# script never touches both.
+
+AF_SIGNALS: Final = f"{PREFIX}:af:signals"  # pub/sub channel: node-to-node anti-fraud changes
+AF_SANCTIONS: Final = f"{PREFIX}:{{af}}:sanctions"  # hash: global "<kind>:<user>" -> record
+AF_SANCTION_EXPIRY: Final = f"{PREFIX}:{{af}}:sanction-expiry"  # zset: global field -> until
+AF_KEYWORDS: Final = f"{PREFIX}:{{af}}:keywords"  # hash: global word -> block | mask | flag
+AF_BOT_RULES: Final = f"{PREFIX}:{{af}}:bot-rules"  # hash: rule -> "mode@threshold" override
+
+
+def rate_limit(room: str, action: str, dimension: str, ident: str) -> str:
+    """String: a GCRA theoretical arrival time (µs) of one limit, e.g. danmaku per user."""
+    return _room(room, f"rl:{action}:{dimension}:{ident}")
+
+
+def seen_accounts(room: str, dimension: str, ident: str) -> str:
+    """Sorted set: accounts that joined the room from one IP or device -> last join (ms)."""
+    return _room(room, f"af:seen:{dimension}:{ident}")
+
+
+def sanctions(room: str) -> str:
+    """Hash: "<kind>:<user>" -> JSON record of the room's bans, mutes and grab refusals."""
+    return _room(room, "af:sanctions")
+
+
+def sanction_expiry(room: str) -> str:
+    """Sorted set: "<kind>:<user>" -> until (ms) for the room's sanctions that expire."""
+    return _room(room, "af:sanction-expiry")
+
+
+def keywords(room: str) -> str:
+    """Hash: the room's filtered words -> block | mask | flag."""
+    return _room(room, "af:keywords")
+
+
+def limit_overrides(room: str) -> str:
+    """Hash: "<action>:<dimension>" -> "<rate>/<period ms>/<burst>" or "off" (room overrides)."""
+    return _room(room, "af:limits")
+
+
+def bot_rules(room: str) -> str:
+    """Hash: bot rule -> "mode@threshold" (the room's overrides)."""
+    return _room(room, "af:bot-rules")

@@ -1,10 +1,14 @@
-"""Danmaku, likes, ping, pin/unpin and leave."""
+"""Danmaku, likes, ping, pin/unpin and leave. With the anti-fraud guard, a danmaku and a like are
+judged before anything else happens (docs/antifraud.md)."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from engine.antifraud.guard import AntiFraud
 from engine.errors import ErrorCode, ProtocolError
 from engine.fanout.room import LocalRoom
-from engine.features.chat import Chat
+from engine.features.chat import Chat, chat_item
 from engine.features.likes import LikeCounter
 from engine.gateway.connection import ViewerConnection
 from engine.gateway.dispatch import Dispatcher, reply, send_to
@@ -13,12 +17,31 @@ from engine.protocol.client import Danmaku, Leave, Like, Pin, Ping, Unpin
 from engine.store.store import now_ms
 
 
-def register(dispatcher: Dispatcher, chat: Chat, likes: LikeCounter) -> None:
+def register(
+    dispatcher: Dispatcher, chat: Chat, likes: LikeCounter, guard: AntiFraud | None = None
+) -> None:
     async def danmaku(conn: ViewerConnection, room: LocalRoom, message: Danmaku) -> None:
+        visitor = conn.visitor
+        if guard is None or visitor is None:
+            item = await chat.send(room.id, conn.identity, message, room.phrases)
+            reply(conn, message.rid, id=item["id"], seq=item["seq"])
+            return
+        verdict = await guard.danmaku(visitor, message.text)
+        if verdict.shadow:  # muted: the sender alone sees it, as if it had gone out
+            item = chat_item(conn.identity, message, room.phrases, chat.next_id(), now_ms())
+            send_to(conn, server.chat([item]))
+            reply(conn, message.rid, id=item["id"], seq=room.position)
+            return
+        if verdict.text is not None:
+            message = dataclasses.replace(message, text=verdict.text)
         item = await chat.send(room.id, conn.identity, message, room.phrases)
         reply(conn, message.rid, id=item["id"], seq=item["seq"])
+        if verdict.flagged:
+            await guard.flagged(visitor, item, verdict.flagged)
 
     async def like(conn: ViewerConnection, room: LocalRoom, message: Like) -> None:
+        if guard is not None and conn.visitor is not None:
+            await guard.like(conn.visitor, message.count)  # refused likes are never counted
         likes.add(room.id, message.count)
         reply(conn, message.rid)
 

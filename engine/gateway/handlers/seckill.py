@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.antifraud.guard import AntiFraud
 from engine.errors import ErrorCode, ProtocolError, RequestRefused
 from engine.fanout.room import LocalRoom
 from engine.features.products import Products
@@ -36,13 +37,33 @@ def grab_result(rid: RequestId, sale: str, qty: int, answer: GrabAnswer) -> dict
 
 
 def register(
-    dispatcher: Dispatcher, seckill: Seckill, products: Products, *, max_inflight: int
+    dispatcher: Dispatcher,
+    seckill: Seckill,
+    products: Products,
+    *,
+    max_inflight: int,
+    guard: AntiFraud | None = None,
 ) -> None:
     inflight: dict[ViewerConnection, int] = {}
+    held: dict[ViewerConnection, list[bytes]] = {}  # answers of the batch being replied to
+
+    def flush() -> None:
+        # Hot path: one socket write per viewer and batch, however many of its grabs it had.
+        for conn, frames in held.items():
+            conn.send_now(frames[0] if len(frames) == 1 else b"".join(frames))
+        held.clear()
+
+    seckill.add_flusher(flush)
 
     async def grab(conn: ViewerConnection, room: LocalRoom, message: Grab) -> None:
         if message.room is not None and message.room != room.id:
             raise ProtocolError("this connection is in another room", code=ErrorCode.WRONG_ROOM)
+        if guard is not None and conn.visitor is not None:  # banned, refused, rate_limited
+            refusal = await guard.grab(conn.visitor, message.sale)
+            if refusal is not None:
+                result = grab_result(message.rid, message.sale, message.qty, GrabAnswer(refusal))
+                conn.send_now(encode_frame(conn.codec, result))
+                return
         count = inflight.get(conn, 0)
         if count >= max_inflight:
             raise ProtocolError(
@@ -56,7 +77,12 @@ def register(
             left = inflight.pop(conn, 1) - 1
             if left > 0:
                 inflight[conn] = left
-            conn.send_now(encode_frame(conn.codec, grab_result(rid, sale, qty, result)))
+            frame = encode_frame(conn.codec, grab_result(rid, sale, qty, result))
+            frames = held.get(conn)
+            if frames is None:
+                held[conn] = [frame]
+            else:
+                frames.append(frame)
 
         seckill.grab(room.id, sale, conn.identity.user, rid, qty, answer)
 
