@@ -99,7 +99,20 @@ class Seckill:
         self._due: set[SaleKey] = set()
         self._touched: dict[SaleKey, float] = {}
         self._nursery: trio.Nursery | None = None
+        self._flushers: list[Callable[[], None]] = []
         self.stats = SeckillStats()
+
+    def add_flusher(self, flush: Callable[[], None]) -> None:
+        """`flush` runs after each batch's replies: a transport may hold the answers of one
+        batch and write each viewer's at once (one socket write for several grabs)."""
+        self._flushers.append(flush)
+
+    def _flush_replies(self) -> None:
+        for flush in self._flushers:
+            try:
+                flush()
+            except Exception:  # a transport's failure must not stop the batcher
+                log.exception("grab reply flush failed")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -122,10 +135,12 @@ class Seckill:
             if code is not None:
                 self.stats.shortcut += 1
                 reply(GrabAnswer(code))
+                self._flush_replies()
                 return
         if self._pending >= self._max_pending or self._nursery is None:
             self.stats.unavailable += 1
             reply(UNAVAILABLE)
+            self._flush_replies()
             return
         queue = self._queues.get(key)
         if queue is None:
@@ -163,6 +178,7 @@ class Seckill:
                 self.stats.unavailable += len(batch)
                 for *_, reply in batch:
                     _answer(reply, UNAVAILABLE)
+                self._flush_replies()
                 return
             view, sold_out_now, answers = parse_grab_reply(raw, len(batch))
             self.stats.batches += 1
@@ -171,6 +187,7 @@ class Seckill:
                 if answer.ok and not answer.replayed:
                     self.stats.granted += 1
                 _answer(reply, answer)
+            self._flush_replies()
             if view is not None:
                 self.observe(queue.room, queue.sale, view)
             if sold_out_now:

@@ -1,0 +1,585 @@
+"""Flash-sale benchmark: the Redis limit, the engine end to end, and a 10,000-viewer spike.
+
+    python -m loadtest.bench_seckill                      # full run
+    python -m loadtest.bench_seckill --requests 2000 --connections 20 --duration 1 \\
+        --spike-viewers 50 --spike-stock 10              # smoke size
+
+In one run, against one engine node (`engine run`, its own redis-server) on this machine:
+  redis   `redis-benchmark` calling the grab script by EVALSHA (random users and request ids,
+          every grab granted): one grab per call (the per-call limit), and 100 grabs per call
+          (what the engine's batches cost Redis), in grab decisions per second;
+  e2e     grab decisions per second through the node: --connections viewers (one user each) over
+          WebSockets, each keeping --window grabs in flight (closed loop); every grab is granted,
+          so each is a full decision in Redis (stock and limit are too large to run out);
+  spike   --spike-viewers viewers connected, a sale of --spike-stock units (limit 1) opening at
+          t0; each viewer grabs once, the grabs spread evenly over --spread seconds: grab
+          latency p50/p99 (send to answer) and the oversell check (granted = stock, and
+          stock = left + held + sold in Redis, one `seckill.reserved` per hold).
+The load clients are epoll loops over raw sockets in their own processes (loadtest/grabclient.py).
+The table goes to stdout, every figure to loadtest/results/seckill-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import multiprocessing as mp
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from array import array
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psutil
+import trio
+
+from engine.features.seckill import rid_key, sale_spec
+from engine.identity import mint_token
+from engine.store import keys
+from engine.store.seckill import SeckillStore, grab_keys
+from engine.store.store import open_redis
+from loadtest.grabclient import worker_main
+from loadtest.profiling import Profiler
+from loadtest.servers import HOST, REPO, ServerUnderTest, machine_info, start_engine
+
+KID, SECRET, ROOM = "bench", "seckill-benchmark-secret-" + "0123456789abcdef" * 2, "bench-seckill"
+RESULTS = REPO / "loadtest" / "results"
+TARGET_RATIO = 0.60  # end-to-end decisions/s vs redis-benchmark's, one grab per call
+TARGET_P99_MS = 100.0
+BIG = 100_000_000  # stock and limit that never run out
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Clients:
+    """Load-client processes (loadtest/grabclient.py), one pipe each."""
+
+    def __init__(self, procs: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipes: list[Connection] = []
+        self.procs: list[Any] = []
+        for i in range(procs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(child,), name=f"grabs-{i}", daemon=True)
+            proc.start()
+            child.close()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+        self.ps = [psutil.Process(p.pid) for p in self.procs]
+
+    def ask_all(self, cmds: list[tuple[Any, ...]], timeout: float = 120.0) -> list[Any]:
+        for pipe, cmd in zip(self.pipes, cmds, strict=True):
+            pipe.send(cmd)
+        out = []
+        for i, pipe in enumerate(self.pipes):
+            if not pipe.poll(timeout):
+                raise TimeoutError(f"client {i} did not answer {cmds[i][0]!r} in {timeout:.0f} s")
+            out.append(pipe.recv())
+        return out
+
+    def same(self, cmd: tuple[Any, ...], timeout: float = 120.0) -> list[Any]:
+        return self.ask_all([cmd] * len(self.pipes), timeout)
+
+    def cpu_s(self) -> float:
+        return sum(float(t.user + t.system) for t in (p.cpu_times() for p in self.ps))
+
+    def connect(
+        self, paths: list[str], concurrency: int, timeout: float
+    ) -> tuple[int, int, list[str]]:
+        parts = [paths[i :: len(self.pipes)] for i in range(len(self.pipes))]
+        replies = self.ask_all(
+            [("connect", HOST, self.port, part, concurrency) for part in parts], timeout
+        )
+        ok = sum(r[1] for r in replies)
+        failed = sum(r[2] for r in replies)
+        return ok, failed, [e for r in replies for e in r[3]][:5]
+
+    port = 0
+
+    def shutdown(self) -> None:
+        for pipe, proc in zip(self.pipes, self.procs, strict=True):
+            try:
+                pipe.send(("exit",))
+            except OSError:
+                pass
+            proc.join(5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+
+
+class Bench:
+    def __init__(self, opts: argparse.Namespace) -> None:
+        self.opts = opts
+        self.keys = {KID: SECRET.encode()}
+        self.logdir = RESULTS / "logs"
+        self.profiler = Profiler(Path(opts.profile)) if opts.profile else None
+
+    def paths(self, prefix: str, n: int) -> list[str]:
+        return [
+            f"/v1/ws?token={mint_token(self.keys, user=f'{prefix}{i}', room=ROOM, ttl_s=4 * 3600)}"
+            for i in range(n)
+        ]
+
+    def run(self) -> dict[str, Any]:
+        opts = self.opts
+        out: dict[str, Any] = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "command": command_line(),
+            "machine": machine_info() | {"trio": trio.__version__, "redis": redis_version()},
+            "settings": dict(vars(opts)),
+        }
+        started = time.monotonic()
+        sut = start_engine(100, f"{KID}:{SECRET}", self.logdir)
+        redis_url = sut.argv[sut.argv.index("--redis-url") + 1]
+        out["engine"] = {"pid": sut.proc.pid, "argv": sut.argv, "redis_url": redis_url}
+        clients = Clients(opts.client_procs)
+        clients.port = sut.ws_port
+        try:
+            trio.run(self.setup, redis_url)
+            if "redis" in opts.only:
+                out["redis"] = self.redis_benchmark(redis_url)
+            if "e2e" in opts.only:
+                out["e2e"] = self.e2e(sut, clients)
+            if "spike" in opts.only:
+                out["spike"] = self.spike(sut, clients, redis_url)
+        finally:
+            clients.shutdown()
+            sut.stop()
+        out["wall_s"] = round(time.monotonic() - started, 1)
+        out["verdicts"] = verdicts(out)
+        return out
+
+    # --- setup ---------------------------------------------------------------------------
+
+    async def setup(self, redis_url: str) -> None:
+        async with open_redis(redis_url) as redis:
+            store = SeckillStore(redis, event_maxlen=100_000)
+            await store.set_products(
+                ROOM,
+                [
+                    {
+                        "id": "phone",
+                        "name": "Phone",
+                        "price": 99900,
+                        "list_price": 129900,
+                        "image": "https://i/p.png",
+                        "stock": BIG,
+                        "order": 0,
+                        "promo": "",
+                    }
+                ],
+            )
+            for sale in ("rb1", "rb100", "e2e"):
+                await self.start_sale(store, sale, stock=BIG, limit=1_000_000, start_ms=None)
+            self.sha = store.sha("seckill_grab")
+
+    async def start_sale(
+        self, store: SeckillStore, sale: str, *, stock: int, limit: int, start_ms: int | None
+    ) -> None:
+        spec = sale_spec(
+            sale=sale,
+            product="phone",
+            price=49900,
+            stock=stock,
+            limit=limit,
+            start_ms=start_ms,
+            end_ms=None,
+            duration_s=3 * 3600,
+            hold_s=900,
+            now=store.now_ms(),
+        )
+        code, *_ = await store.start(ROOM, spec, spec.view(None), spec.event())
+        if code != "ok":
+            raise RuntimeError(f"start {sale}: {code}")
+        await store.index_sale(ROOM, sale)
+
+    # --- the Redis limit -----------------------------------------------------------------
+
+    def redis_benchmark(self, redis_url: str) -> dict[str, Any]:
+        opts = self.opts
+        port = redis_url.rsplit(":", 1)[1].split("/")[0]
+        exe = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
+        out: dict[str, Any] = {}
+        for sale, per_call in (("rb1", 1), ("rb100", 100)):
+            items: list[str] = []
+            for _ in range(per_call):
+                items += ["u__rand_int__", rid_key(0)[:1] + "__rand_int__", "1"]
+            argv = [
+                exe,
+                "-h",
+                HOST,
+                "-p",
+                port,
+                "-c",
+                str(opts.rb_clients),
+                "-n",
+                str(max(1000, opts.requests // per_call)),
+                "-r",
+                "1000000000",
+                "--csv",
+                "EVALSHA",
+                self.sha,
+                "9",
+                *grab_keys(ROOM, sale),
+                "",
+                "100000",
+                "0" * 24,
+                sale,
+                *items,
+            ]
+            shown = [
+                *argv[:13],
+                "<9 keys>",
+                '""',
+                "100000",
+                "<event id prefix>",
+                sale,
+                *items[:3],
+                *(["..."] if per_call > 1 else []),
+            ]
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=True)
+            rows = list(csv.reader(io.StringIO(proc.stdout)))
+            rps, p50, p99 = float(rows[1][1]), float(rows[1][4]), float(rows[1][6])
+            out[f"per_call_{per_call}"] = {
+                "grabs_per_call": per_call,
+                "calls_per_s": rps,
+                "decisions_per_s": rps * per_call,
+                "us_per_grab_wall": 1e6 / (rps * per_call),
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "command": shlex.join(shown),
+            }
+            log(
+                f"   redis-benchmark, {per_call} grab(s) per EVALSHA: "
+                f"{rps * per_call:,.0f} decisions/s"
+            )
+        return out
+
+    # --- end to end ----------------------------------------------------------------------
+
+    def e2e(self, sut: ServerUnderTest, clients: Clients) -> dict[str, Any]:
+        opts = self.opts
+        ok, failed, errors = clients.connect(self.paths("e", opts.connections), 64, 300)
+        log(f"   e2e: {ok} viewers connected" + (f", {failed} failed: {errors}" if failed else ""))
+        time.sleep(1)
+        clients.same(("stats",))
+        for pipe in clients.pipes:
+            pipe.send(("run_closed", "e2e", opts.window, opts.warmup, opts.duration))
+        time.sleep(opts.warmup)
+        a = (
+            time.time(),
+            sut.proc.cpu_s(),
+            sut.redis.cpu_s() if sut.redis else 0.0,
+            clients.cpu_s(),
+        )
+        prof = self.profiler.start(sut, "engine-e2e", opts.duration) if self.profiler else None
+        time.sleep(opts.duration)
+        b = (
+            time.time(),
+            sut.proc.cpu_s(),
+            sut.redis.cpu_s() if sut.redis else 0.0,
+            clients.cpu_s(),
+        )
+        replies = []
+        for i, pipe in enumerate(clients.pipes):
+            if not pipe.poll(60):
+                raise TimeoutError(f"client {i}: closed loop did not finish")
+            replies.append(pipe.recv())
+        if prof is not None:
+            prof.finish()
+        rate = 0.0
+        oks = results = 0
+        for _, marks, _, _ in replies:
+            (t0, r0, o0, _), (t1, r1, o1, _) = marks
+            rate += (r1 - r0) / (t1 - t0)
+            results += r1 - r0
+            oks += o1 - o0
+        wall = b[0] - a[0]
+        res = {
+            "connections": ok,
+            "window": opts.window,
+            "seconds": round(wall, 2),
+            "decisions_per_s": rate,
+            "answers_in_window": results,
+            "granted_in_window": oks,
+            "engine_cpu": 100 * (b[1] - a[1]) / wall,
+            "redis_cpu": 100 * (b[2] - a[2]) / wall,
+            "client_cpu": 100 * (b[3] - a[3]) / wall,
+            "client_procs": len(clients.pipes),
+        }
+        if prof is not None:
+            res["profile"] = str(prof.summary)
+        log(
+            f"   e2e: {rate:,.0f} decisions/s, engine CPU {res['engine_cpu']:.0f}%, redis "
+            f"{res['redis_cpu']:.0f}%, load client {res['client_cpu']:.0f}%"
+        )
+        clients.same(("close_all",))
+        return res
+
+    # --- the spike -----------------------------------------------------------------------
+
+    def spike(self, sut: ServerUnderTest, clients: Clients, redis_url: str) -> dict[str, Any]:
+        opts = self.opts
+        n, stock = opts.spike_viewers, opts.spike_stock
+        started = time.monotonic()
+        ok, failed, errors = clients.connect(self.paths("s", n), 128, 900)
+        connect_s = time.monotonic() - started
+        log(
+            f"   spike: {ok} viewers connected in {connect_s:.1f} s"
+            + (f", {failed} failed: {errors}" if failed else "")
+        )
+        t0 = time.time() + 2.0
+        trio.run(self._start_spike_sale, redis_url, int(t0 * 1000), stock)
+        clients.same(("spike", "spike", t0, opts.spread))
+        a = (time.time(), sut.proc.cpu_s())
+        time.sleep(max(0.0, t0 + opts.spread - time.time()))
+        deadline = time.time() + opts.drain
+        while True:
+            stats = clients.same(("stats",))
+            answered = sum(s["results"] for s in stats)
+            if answered >= ok or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        b = (time.time(), sut.proc.cpu_s())
+        samples: array[float] = array("d")
+        codes: dict[str, int] = {}
+        missing = 0
+        for raw, got, miss, _ in clients.same(("spike_collect",)):
+            samples.frombytes(raw)
+            for code, count in got.items():
+                codes[code] = codes.get(code, 0) + count
+            missing += miss
+        lat = sorted(samples)
+        check = trio.run(self._spike_check, redis_url, stock)
+        res = {
+            "viewers": ok,
+            "connect_failed": failed,
+            "connect_s": round(connect_s, 1),
+            "stock": stock,
+            "spread_s": opts.spread,
+            "answers": len(lat),
+            "missing": missing,
+            "codes": codes,
+            "p50_ms": pct(lat, 0.50, missing),
+            "p99_ms": pct(lat, 0.99, missing),
+            "max_ms": lat[-1] * 1000 if lat else None,
+            "engine_cpu": 100 * (b[1] - a[1]) / max(1e-9, b[0] - a[0]),
+            "redis": check,
+        }
+        res["oversell"] = check["granted"] > stock or check["conserved"] is False
+        res["exact"] = check["granted"] == min(stock, ok) == codes.get("ok", 0)
+        log(
+            f"   spike: p50 {fmt(res['p50_ms'])} ms, p99 {fmt(res['p99_ms'])} ms, granted "
+            f"{check['granted']} of {stock}, answers {codes}, missing {missing}"
+        )
+        clients.same(("close_all",))
+        return res
+
+    async def _start_spike_sale(self, redis_url: str, t0_ms: int, stock: int) -> None:
+        async with open_redis(redis_url) as redis:
+            store = SeckillStore(redis, event_maxlen=100_000)
+            await self.start_sale(store, "spike", stock=stock, limit=1, start_ms=t0_ms)
+
+    async def _spike_check(self, redis_url: str, stock: int) -> dict[str, Any]:
+        async with open_redis(redis_url) as redis:
+            info = {
+                k.decode(): int(v) if v.isdigit() else v.decode()
+                for k, v in (await redis.hgetall(keys.sale(ROOM, "spike"))).items()
+            }
+            holds = await redis.hlen(keys.sale_holds(ROOM, "spike"))
+            reserved = 0
+            async for entry in _stream_back(redis, keys.events(ROOM)):
+                spike = b'"sale":"spike"' in entry[b"data"]
+                if spike and entry[b"type"] == b"seckill.started":
+                    break  # everything of the spike is newer than this
+                if spike and entry[b"type"] == b"seckill.reserved":
+                    reserved += 1
+        s, left, held, sold = info["stock"], info["left"], info["held"], info["sold"]
+        return {
+            "stock": s,
+            "left": left,
+            "held": held,
+            "sold": sold,
+            "holds": holds,
+            "reserved_events": reserved,
+            "granted": held + sold,
+            "conserved": s == left + held + sold == stock and holds == reserved == held + sold,
+        }
+
+
+async def _stream_back(redis: Any, key: str) -> Any:
+    """The stream's entries, newest first."""
+    last = "+"
+    while True:
+        entries = await redis.xrevrange(key, end=last, count=1000)
+        for entry in entries:
+            yield entry.field_values
+        if len(entries) < 1000:
+            return
+        ident = entries[-1].identifier
+        last = "(" + (ident.decode() if isinstance(ident, bytes) else ident)
+
+
+def pct(samples: list[float], q: float, missing: int) -> float | None:
+    """Percentile in ms, with every missing answer counted as infinitely late."""
+    total = len(samples) + missing
+    if not total:
+        return None
+    i = max(0, math.ceil(q * total) - 1)
+    return samples[i] * 1000 if i < len(samples) else math.inf
+
+
+def fmt(v: float | None, spec: str = ",.0f") -> str:
+    if v is None:
+        return "-"
+    return "inf" if isinstance(v, float) and math.isinf(v) else format(v, spec)
+
+
+def verdicts(out: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    v: dict[str, dict[str, Any]] = {}
+    single = out.get("redis", {}).get("per_call_1", {}).get("decisions_per_s")
+    e2e = out.get("e2e", {}).get("decisions_per_s")
+    if single and e2e is not None:
+        v["e2e_ratio"] = {
+            "value": e2e / single,
+            "target": f">= {TARGET_RATIO:.0%} of redis-benchmark (1 grab per call)",
+            "pass": e2e / single >= TARGET_RATIO,
+        }
+    spike = out.get("spike")
+    if spike:
+        p99 = spike["p99_ms"]
+        v["spike_p99"] = {
+            "value": p99,
+            "target": f"< {TARGET_P99_MS:g} ms",
+            "pass": p99 is not None and p99 < TARGET_P99_MS,
+        }
+        v["no_oversell"] = {
+            "value": spike["redis"]["granted"],
+            "target": f"granted == stock ({spike['stock']}), stock = left + held + sold",
+            "pass": not spike["oversell"] and spike["exact"],
+        }
+    return v
+
+
+def render(out: dict[str, Any]) -> str:
+    m = out["machine"]
+    lines = [
+        f"flash-sale benchmark, {out['date']}",
+        f"machine: {m.get('cpu_model')}, {m.get('nproc')} cores, {m.get('ram_gib')} GiB, "
+        f"Python {m.get('python')}, redis {m.get('redis')}",
+        "",
+        f"{'figure':<58} {'value':>14}",
+        "-" * 73,
+    ]
+
+    def row(name: str, value: str) -> None:
+        lines.append(f"{name:<58} {value:>14}")
+
+    rb = out.get("redis", {})
+    for key, label in (
+        ("per_call_1", "1 grab per EVALSHA"),
+        ("per_call_100", "100 grabs per EVALSHA"),
+    ):
+        if key in rb:
+            row(f"redis-benchmark, {label}: decisions/s", fmt(rb[key]["decisions_per_s"]))
+    e2e = out.get("e2e")
+    if e2e:
+        row(
+            f"end to end, 1 node, {e2e['connections']} viewers x {e2e['window']} in flight: "
+            "decisions/s",
+            fmt(e2e["decisions_per_s"]),
+        )
+        row(
+            "  engine CPU % / redis-server CPU % / load client CPU %",
+            f"{e2e['engine_cpu']:.0f} / {e2e['redis_cpu']:.0f} / {e2e['client_cpu']:.0f}",
+        )
+    spike = out.get("spike")
+    if spike:
+        row(
+            f"spike, {spike['viewers']:,} viewers in {spike['spread_s']:g} s: grab p50 ms",
+            fmt(spike["p50_ms"], ",.1f"),
+        )
+        row("  grab p99 ms", fmt(spike["p99_ms"], ",.1f"))
+        row(
+            f"  granted of stock {spike['stock']} (answers {spike['codes']})",
+            f"{spike['redis']['granted']}",
+        )
+        row("  missing answers", str(spike["missing"]))
+    lines.append("")
+    for name, verdict in out["verdicts"].items():
+        value = verdict["value"]
+        shown = f"{value:.0%}" if name == "e2e_ratio" else fmt(value, ",.1f")
+        lines.append(
+            f"{'PASS' if verdict['pass'] else 'MISS'}  {name}: {shown} (target {verdict['target']})"
+        )
+    lines += ["", f"command: {out['command']}"]
+    return "\n".join(lines)
+
+
+def redis_version() -> str:
+    try:
+        text = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        return "?"
+    return text.split("v=")[1].split()[0] if "v=" in text else text.strip()
+
+
+def command_line() -> str:
+    return shlex.join([Path(sys.executable).name, "-m", "loadtest.bench_seckill", *sys.argv[1:]])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.bench_seckill", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--only", default="redis,e2e,spike", help="comma list: redis, e2e, spike")
+    p.add_argument("--requests", type=int, default=300_000, help="redis-benchmark grabs")
+    p.add_argument("--rb-clients", type=int, default=50, help="redis-benchmark connections")
+    p.add_argument("--connections", type=int, default=400, help="e2e: viewers (one user each)")
+    p.add_argument("--window", type=int, default=8, help="e2e: grabs in flight per viewer")
+    p.add_argument("--warmup", type=float, default=2.0, help="e2e: load before the window, s")
+    p.add_argument("--duration", type=float, default=10.0, help="e2e: measured window, s")
+    p.add_argument("--spike-viewers", type=int, default=10_000, help="spike: viewers")
+    p.add_argument("--spike-stock", type=int, default=1_000, help="spike: units for sale")
+    p.add_argument("--spread", type=float, default=1.0, help="spike: grabs spread over, s")
+    p.add_argument("--drain", type=float, default=30.0, help="spike: max wait for answers, s")
+    p.add_argument(
+        "--client-procs",
+        type=int,
+        default=1,
+        help="load client processes (10,000 sockets fit in one)",
+    )
+    p.add_argument("--profile", metavar="DIR", help="py-spy the engine in the e2e window")
+    p.add_argument("--json", metavar="FILE", help="results file (default loadtest/results/...)")
+    opts = p.parse_args(argv)
+    opts.only = [s.strip() for s in opts.only.split(",") if s.strip()]
+    if set(opts.only) - {"redis", "e2e", "spike"}:
+        p.error("--only takes redis, e2e, spike")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    results = Bench(opts).run()
+    print(render(results))
+    path = (
+        Path(opts.json) if opts.json else RESULTS / f"seckill-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str, allow_nan=True))
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
