@@ -207,13 +207,20 @@ class Bench:
             log(f"   idle memory: {res['memory']['per_conn_bytes'] / 1024:.2f} KiB/connection")
         check_connected("tail", clients.pub(("connect", "tail", HOST, sut.ws_port,
                                              [(self.tail, True)], 1)), 1)  # fmt: skip
+        runs: dict[str, Callable[[], dict[str, Any]]] = {
+            "fanout": lambda: self.throughput(sut, opts.window, "fanout"),
+            "batch": lambda: self.throughput(sut, opts.batch_window, "batch"),
+            "hot": lambda: self.hot(sut),
+        }
         for scenario in scenarios:
-            if scenario == "fanout":
-                res["fanout"] = self.throughput(sut, opts.window, "fanout")
-            elif scenario == "batch":
-                res["batch"] = self.throughput(sut, opts.batch_window, "batch")
-            elif scenario == "hot":
-                res["hot"] = self.hot(sut)
+            noisy: list[float] = []
+            while True:  # a window disturbed by other processes is measured again
+                figures = runs[scenario]()
+                if figures["other_cpu"] <= report.NOISY_CPU or len(noisy) >= opts.retries:
+                    break
+                noisy.append(round(figures["other_cpu"], 1))
+                log(f"   other processes used {noisy[-1]:.0f}% of a core: measuring again")
+            res[scenario] = figures | {"discarded_noisy_runs": noisy}
         return res
 
     def connect_viewers(self, port: int) -> list[Any]:
@@ -266,6 +273,7 @@ class Bench:
         ours = [sut.proc] + ([sut.redis] if sut.redis is not None else [])
         deadline = time.monotonic() + self.opts.quiet_wait
         warned = False
+        quiet_for = 0
         while True:
             m0, o0 = (
                 psutil.cpu_times(),
@@ -279,7 +287,8 @@ class Bench:
             )
             wall = time.monotonic() - t0
             other = 100 * (_busy(m0._asdict(), m1._asdict()) - (o1 - o0)) / wall
-            if other <= self.opts.quiet_max or time.monotonic() > deadline:
+            quiet_for = quiet_for + 1 if other <= self.opts.quiet_max else 0
+            if quiet_for >= self.opts.quiet_secs or time.monotonic() > deadline:
                 if warned or other > self.opts.quiet_max:
                     log(f"   other processes use {other:.0f}% of a core; going on")
                 return other
@@ -303,6 +312,7 @@ class Bench:
         assert clients is not None
         clients.ask_viewers(("pace", opts.pace))
         quiet = self.wait_quiet(sut)
+        counters = sut.engine_counters()
         start = clients.ask_viewers(("stats",))
         clients.pub(("run_window", window, opts.warmup + opts.duration + 60))
         a, b = self.window(sut, f"{sut.kind}-{name}")
@@ -315,7 +325,7 @@ class Bench:
         res["delivered"] = sum(e["msgs"] - s["msgs"] for s, e in zip(start, end, strict=True))
         res["lost"] = res["expected"] - res["delivered"]
         res["server_closed"] = sum(e["server_closed"] for e in end)
-        res["engine_counters"] = sut.engine_counters()
+        res["engine_counters"] = counter_delta(counters, sut.engine_counters())
         log(f"   {name}: {res['msgs_per_s']:,.0f} msgs/s delivered, server CPU "
             f"{res['server_cpu']:.0f}%, lost {res['lost']}")  # fmt: skip
         return res
@@ -325,6 +335,7 @@ class Bench:
         assert clients is not None
         clients.ask_viewers(("pace", opts.pace))
         quiet = self.wait_quiet(sut)
+        counters = sut.engine_counters()
         rate = opts.hot_rate
         start = clients.ask_viewers(("stats",))
         clients.pub(("run_rate", rate, opts.warmup + opts.duration + 1))
@@ -364,7 +375,7 @@ class Bench:
         res["latency_by_second"] = by_second(triples, t0)
         res["probes"] = probes
         res["publisher_unsent_bytes"] = b["pub"]["queued"]
-        res["engine_counters"] = sut.engine_counters()
+        res["engine_counters"] = counter_delta(counters, sut.engine_counters())
         lat = res["latency"]
         log(
             f"   hot: server CPU {res['server_cpu']:.0f}%, p50 {fmt_ms(lat['p50_ms'])} "
@@ -414,6 +425,10 @@ def export_rev(rev: str) -> tuple[Path, str]:
     return tree, full
 
 
+def counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
 def check_connected(what: str, reply: Any, want: int) -> int:
     _, _, ok, failed, errors, _ = reply
     if ok != want:
@@ -456,7 +471,7 @@ def rates(a: dict[str, Any], b: dict[str, Any], sut: ServerUnderTest) -> dict[st
     out["client_cpu_total"] = sum(out["client_cpu"].values())
     # CPU of processes that are not part of the benchmark (kernel softirq/irq time excluded)
     kernel = sum(mb.get(k, 0) - ma.get(k, 0) for k in ("softirq", "irq")) * 100 / wall
-    out["other_cpu"] = (out["machine_busy"] - out["server_cpu"] - (out["redis_cpu"] or 0)
+    out["other_cpu"] = max(0.0, out["machine_busy"] - out["server_cpu"] - (out["redis_cpu"] or 0)
                         - out["client_cpu_total"] - kernel)  # fmt: skip
     return out
 
@@ -544,7 +559,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10.0,
         help="before a window: wait until other processes use less CPU (%% of a core)",
     )
+    p.add_argument("--quiet-secs", type=int, default=3, help="seconds of quiet wanted")
     p.add_argument("--quiet-wait", type=float, default=120.0, help="longest such wait, s")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="measure a window again when other processes disturbed it",
+    )
     p.add_argument("--profile", metavar="DIR", help="py-spy the engine in each measured window")
     p.add_argument(
         "--engine-rev",

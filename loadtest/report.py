@@ -106,6 +106,8 @@ def _throughput_rows(results: dict[str, Any], scen: str, eng: str, base: str,
     rows += _cpu_rows(results, eng, base, scen)
     rows.append(("  deliveries lost (expected - counted)", _num(_get(results, eng, scen, "lost")),
                  _num(_get(results, base, scen, "lost")), "", "", ""))  # fmt: skip
+    rows.append(("  engine: frames dropped / slow-consumer closes", _drops(results, eng, scen),
+                 "n/a", "", "", ""))  # fmt: skip
     return rows
 
 
@@ -132,6 +134,12 @@ def _hot_rows(results: dict[str, Any], ver: dict[str, Any]) -> list[Row]:
          both("latency", "p50_ms", f=_ms), "", "", ""),
         ("  send-to-deliver p99 ms", _ms(_get(results, eng, "hot", "latency", "p99_ms")),
          both("latency", "p99_ms", f=_ms), "", p99_t, p99_v),
+        ("  of which until the server took it in, p50 / p99",
+         _intake(_get(results, eng, "hot", "latency")), both("latency", f=_intake), "", "", ""),
+        ("  deliveries lost (expected - counted)", _num(_get(results, eng, "hot", "lost")),
+         both("lost"), "", "", ""),
+        ("  engine: frames dropped / slow-consumer closes", _drops(results, eng, "hot"), "n/a",
+         "", "", ""),
         ("  probe deliveries measured / missing",
          _pair(_get(results, eng, "hot", "latency")), both("latency", f=_pair), "", "", ""),
         ("  load client CPU % (all processes)",
@@ -151,6 +159,35 @@ def _source(results: dict[str, Any]) -> str:
         return f"engine: commit {rev}, exported to {src['tree']}"
     dirty = " + uncommitted changes in engine/ or scripts/" if src.get("engine_dirty") else ""
     return f"engine: working tree at {rev}{dirty}"
+
+
+def _drops(results: dict[str, Any], server: str, scen: str) -> str:
+    c = _get(results, server, scen, "engine_counters")
+    if not c:
+        return "-"
+    return f"{c.get('frames_dropped', 0):,.0f} / {c.get('slow_consumer_closes', 0):,.0f}"
+
+
+def _method(results: dict[str, Any]) -> list[str]:
+    o = results.get("settings", {})
+    if not o:
+        return []
+    return [
+        f"method: one room; windows of {o['duration']:g} s after {o['warmup']:g} s of load; "
+        f"{o['client_procs']} viewer processes + 1 publisher (select.epoll, raw sockets);",
+        f"  fan-out/batch: closed loop, at most {o['window']} / {o['batch_window']} messages in "
+        "flight (delivered = seen by the viewer that connected last);",
+        f"  hot: open loop, {o['hot_rate']:g} danmaku/s over {o['hot_senders']} senders; "
+        f"latency on {o['probes']} probe viewers read at once, the other viewers read every "
+        f"{o['pace']:g} s;",
+        "  CPU % = CPU seconds / wall seconds x 100 (100 = one core), per process, via psutil.",
+    ]
+
+
+def _intake(lat: Any) -> str:
+    if not lat or lat.get("intake_p50_ms") is None:
+        return "-"
+    return f"{lat['intake_p50_ms']:,.0f} / {lat['intake_p99_ms']:,.0f}"
 
 
 def _pair(lat: Any) -> str:
@@ -212,6 +249,7 @@ def render(results: dict[str, Any]) -> str:
             f"WARNING: other processes used > {NOISY_CPU:g}% of a core during "
             f"{', '.join(noisy)}: the machine was not quiet, rerun those figures"
         )
+    lines += ["", *_method(results)]
     misses = [k for k, v in ver.items() if not v["pass"]]
     lines.append("")
     lines.append("targets: " + (", ".join(f"{k} {'PASS' if v['pass'] else 'MISS'}"

@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--viewers", "20", "--duration", "1.5", "--warmup", "0.5", "--settle", "0.5",
         "--drain", "10", "--probes", "5", "--hot-senders", "5", "--hot-rate", "50",
-        "--client-procs", "1", "--quiet-wait", "0"]  # fmt: skip
+        "--client-procs", "1", "--quiet-wait", "0", "--retries", "0"]  # fmt: skip
 ROWS = ["delivered messages/s", "server CPU %", "redis-server CPU %", "load client CPU %",
         "idle memory per connection", "send-to-deliver p50 ms", "send-to-deliver p99 ms",
         "hot room"]  # fmt: skip
