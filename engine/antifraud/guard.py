@@ -71,7 +71,8 @@ class Visitor:
         self.scope = scope
         self.staff = identity.role.is_staff
         self.joined = trio.current_time()
-        self.blocked: dict[str, float] | None = None  # action -> refused locally until
+        # action -> (refused locally until, for requests of at least this cost)
+        self.blocked: dict[str, tuple[float, int]] | None = None
 
     def ident(self, dimension: str) -> str | None:
         return self.user if dimension == "user" else self.ip if dimension == "ip" else self.device
@@ -350,11 +351,21 @@ class AntiFraud:
     # --- limits --------------------------------------------------------------------------
 
     def _shed(self, visitor: Visitor, action: str, cost: int = 1) -> None:
-        """A connection told to wait is refused here until then, without asking Redis."""
+        """A connection told to wait is refused here until then, without asking Redis (a request
+        costing as much as the refused one cannot pass before; a cheaper one may), and a request
+        over a burst can never pass."""
+        for dim, limit in visitor.scope.limits.of(action).items():
+            if cost > limit.burst and visitor.ident(dim) is not None:
+                self.metrics.refused.labels(action, f"rate_limited_{dim}").inc(cost)
+                raise RateLimited(f"{action}: more than {limit.burst} at once for this {dim}",
+                                  retry_after_ms=-1)  # fmt: skip
         blocked = visitor.blocked
-        until = blocked.get(action) if blocked else None
-        if until is not None:
+        entry = blocked.get(action) if blocked else None
+        if entry is not None:
+            until, refused_cost = entry
             wait = until - trio.current_time()
+            if wait > 0 and cost < refused_cost:
+                return
             if wait > 0:
                 self.metrics.refused.labels(action, "rate_limited_local").inc(cost)
                 raise RateLimited(f"{action}: too fast", retry_after_ms=math.ceil(wait * 1000))
@@ -379,7 +390,7 @@ class AntiFraud:
         if retry > 0:
             if visitor.blocked is None:
                 visitor.blocked = {}
-            visitor.blocked[action] = trio.current_time() + retry / 1000
+            visitor.blocked[action] = (trio.current_time() + retry / 1000, cost)
         self.metrics.refused.labels(action, f"rate_limited_{dim}").inc(cost)
         log.info("rate limited", action=action, dimension=dim, retry_after_ms=retry,
                  target=visitor.user, ip=visitor.ip, device=visitor.device)  # fmt: skip

@@ -18,6 +18,7 @@ MODULES: Final = (
     "engine.control.commands.shares",
     "engine.control.commands.numbers",
     "engine.control.commands.seckill",
+    "engine.control.commands.antifraud",
 )
 
 
