@@ -76,6 +76,12 @@ class Config:
     room_linger_s: float = _opt(
         5.0, "keep a room's bus subscription this long after its last viewer"
     )
+    # --- presence ------------------------------------------------------------------------
+    presence_refresh_s: float = _opt(2.0, "how often a node tells Redis its viewers are there")
+    presence_grace_s: float = _opt(
+        8.0, "a person not refreshed this long is gone (one viewer.left); reconnects within "
+        "it are not leaves, and a dead node's viewers drop out of the count after it"
+    )
     # --- history and recovery ------------------------------------------------------------
     history_size: int = _opt(5000, "room messages kept for resume (approximate cap)")
     history_ttl_s: float = _opt(300.0, "a room's history expires this long after its last message")
@@ -101,6 +107,11 @@ class Config:
     )
     seckill_soldout_recheck_s: float = _opt(
         0.25, "a node answers a sold-out sale by itself, rechecking Redis this often"
+    )
+    seckill_stock_interval_s: float = _opt(
+        0.5,
+        "a sale's stock goes to viewers at most this often (and at most once per chat tick): "
+        "each update is a frame to every viewer of the room",
     )
     seckill_sweep_interval_s: float = _opt(1.0, "how often expired holds are released")
     seckill_retention_s: float = _opt(

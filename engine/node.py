@@ -38,6 +38,7 @@ from engine.gateway.handlers import seckill as seckill_handlers
 from engine.http import build_app, serve_http
 from engine.identity import Identity, Role, TokenVerifier, mint_token
 from engine.metrics import Metrics
+from engine.presence import Presence
 from engine.protocol.client import Danmaku, clean_text
 from engine.scheduler import Scheduler
 from engine.stats import NodeStats
@@ -176,12 +177,19 @@ class Engine:
             reservations = Reservations(room_store)
             scheduler.register(REMINDER_JOB, reservations.run_reminders)
             reservation_handlers.register(dispatcher, reservations)
+            presence = Presence(
+                store,
+                grace_s=config.presence_grace_s,
+                refresh_s=config.presence_refresh_s,
+                on_online=rooms.set_online,
+            )
             gateway = Gateway(
                 config,
                 node_id=self.node_id,
                 verifier=self.verifier,
                 rooms=rooms,
                 store=store,
+                presence=presence,
                 dispatcher=dispatcher,
                 stats=self.stats,
                 metrics=self.metrics,
@@ -209,6 +217,7 @@ class Engine:
                 async with trio.open_nursery() as nursery:
                     self._services_scope = nursery.cancel_scope
                     await nursery.start(rooms.run)
+                    await nursery.start(presence.run)
                     if guard is not None:
                         await nursery.start(guard.run)
                     await nursery.start(likes.run)

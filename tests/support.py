@@ -103,6 +103,8 @@ def engine_config(redis_url: str, tmp: Path | str = "/tmp", **overrides: Any) ->
         "chat_tick_ms": 20,
         "data_dir": str(tmp),
         "room_linger_s": 0.5,
+        "presence_refresh_s": 0.2,
+        "presence_grace_s": 1.0,
         "log_level": "warning",
         **NO_LIMITS,  # anti-fraud on, its rate limits off: tests send faster than people do
     }

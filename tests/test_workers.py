@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+from contextlib import AsyncExitStack
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +33,9 @@ async def test_two_workers_share_the_port_and_a_killed_one_is_replaced(
     ws_port, http_port = free_port(), free_port()
     args = [sys.executable, "-m", "engine.cli", "run", "--workers", "2", "--redis-url", redis_url,
             "--ws-port", str(ws_port), "--http-port", "0", "--token-keys", TOKEN_KEYS,
-            "--chat-tick-ms", "20", "--log-level", "warning", "--data-dir", str(tmp_path)]  # fmt: skip
+            "--chat-tick-ms", "20", "--log-level", "warning", "--data-dir", str(tmp_path),
+            "--presence-grace-s", "1", "--presence-refresh-s", "0.2",
+            "--limit-join", "off"]  # fmt: skip
     supervisor = await nursery.start(
         lambda task_status: trio.run_process(
             args, check=False, stdout=subprocess.DEVNULL, task_status=task_status
@@ -50,15 +54,24 @@ async def test_two_workers_share_the_port_and_a_killed_one_is_replaced(
                 await trio.sleep(0.1)
     nodes: set[str] = set()
     with trio.fail_after(30):
-        while len(nodes) < 2:  # the kernel spreads connections over both workers
-            async with viewer(url, mint_token(KEYS, user=f"probe{len(nodes)}", room=room)) as v:
+        for probe in itertools.count():  # the kernel spreads connections over both workers
+            async with viewer(url, mint_token(KEYS, user=f"probe{probe}", room=room)) as v:
                 nodes.add(v.welcome["node"])  # type: ignore[attr-defined]
-            await trio.sleep(0.05)
+            if len(nodes) == 2:
+                break
+    store = talker_node._running().store
     async with viewer(talker_node.address.ws_url, talker_node.mint_token("talker", room)) as talker:  # type: ignore[union-attr]
-        async with viewer(url, mint_token(KEYS, user="phone", room=room)) as phone:
+        async with viewer(url, mint_token(KEYS, user="phone", room=room)) as phone, AsyncExitStack() as ghosts:
             await talker.send(type="danmaku", text="one")
             assert await phone.chat_texts(1) == ["one"]
             victim = pid_of(phone.welcome["node"])  # type: ignore[attr-defined]
+            on_victim = 0
+            for i in range(8):  # viewers that will not come back when their node dies
+                g = await ghosts.enter_async_context(viewer(url, mint_token(KEYS, user=f"g{i}", room=room)))
+                on_victim += pid_of(g.welcome["node"]) == victim  # type: ignore[attr-defined]
+            with trio.fail_after(15):  # talker, phone, 8 ghosts (the probes' grace runs out)
+                while await store.online(room) != 10:
+                    await trio.sleep(0.1)
             os.kill(victim, signal.SIGKILL)
             with pytest.raises(ConnectionClosed):
                 while True:
@@ -76,6 +89,9 @@ async def test_two_workers_share_the_port_and_a_killed_one_is_replaced(
                         break
                 except (OSError, ConnectionClosed):
                     await trio.sleep(0.2)
+    with trio.fail_after(10):  # the dead node's viewers who did not come back drop out
+        while await store.online(room) != 10 - on_victim:
+            await trio.sleep(0.1)
     with trio.fail_after(20):  # the supervisor replaced the dead worker
         while True:
             workers = psutil.Process(supervisor.pid).children()

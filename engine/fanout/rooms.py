@@ -31,7 +31,7 @@ from engine.store.store import Store, now_ms
 
 log = structlog.get_logger("engine.rooms")
 
-ONLINE_REFRESH_S = 2.0
+LINGER_CHECK_S = 0.5
 RETRY_S = 0.5
 CATCH_UP_WAIT_S = 2.0  # how long a viewer resuming from a node that was ahead may wait for us
 
@@ -250,18 +250,19 @@ class RoomRegistry:
                 room.tick()  # empty (lingering) rooms too: their position must keep moving
             histogram.observe(trio.current_time() - started)
 
+    def set_online(self, room_id: str, online: int) -> None:
+        """The room's online count (people, all nodes) as presence last saw it."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.broadcaster.set_online(online)
+
     async def _maintenance_loop(self) -> None:
-        """Refresh online counts and close rooms whose linger period has passed."""
+        """Close rooms whose linger period has passed."""
         while True:
-            await trio.sleep(ONLINE_REFRESH_S)
+            await trio.sleep(LINGER_CHECK_S)
             now = trio.current_time()
             for room in list(self.rooms.values()):
-                if room.size:
-                    try:
-                        room.broadcaster.set_online(await self.store.online(room.id))
-                    except StoreUnavailable as exc:
-                        log.debug("online refresh failed", room=room.id, error=str(exc))
-                elif now - room.empty_since >= self.config.room_linger_s:
+                if not room.size and now - room.empty_since >= self.config.room_linger_s:
                     await self._close_room(room)
 
     async def _close_room(self, room: LocalRoom) -> None:

@@ -50,6 +50,7 @@ from engine.gateway.handshake import (
 )
 from engine.identity import Identity, TokenVerifier
 from engine.metrics import Metrics
+from engine.presence import Presence
 from engine.protocol import server
 from engine.protocol.client import Limits, decode_client_message
 from engine.protocol.wsframe import PING_FRAME, encode_frame
@@ -80,6 +81,7 @@ class Gateway:
         verifier: TokenVerifier,
         rooms: RoomRegistry,
         store: Store,
+        presence: Presence,
         dispatcher: Dispatcher,
         stats: NodeStats,
         metrics: Metrics,
@@ -93,6 +95,7 @@ class Gateway:
         self.admission = admission  # may refuse a verified viewer (e.g. rehearsal: staff only)
         self.rooms = rooms
         self.store = store
+        self.presence = presence
         self.dispatcher = dispatcher
         self.stats = stats
         self.metrics = metrics
@@ -254,12 +257,11 @@ class Gateway:
         room = conn.room = joined.room
         self.connections[conn] = None
         self.stats.connections += 1
-        online = await self.store.presence(
+        online = await self.presence.join(
             room.id,
-            self.node_id,
-            joined=True,
-            data={"user": identity.user, "conn": conn.conn_id, "node": self.node_id,
-                  "device": identity.device, "role": identity.role.value},
+            identity.user,
+            {"conn": conn.conn_id, "node": self.node_id, "device": identity.device,
+             "role": identity.role.value},
         )  # fmt: skip
         conn.counted = True
         conn.joined_at = trio.current_time()
@@ -394,14 +396,13 @@ class Gateway:
             if room is not None and conn.counted:
                 watch_ms = int((trio.current_time() - conn.joined_at) * 1000)
                 reason = conn.close_reason or "disconnected"
-                data = {"user": conn.identity.user, "conn": conn.conn_id, "node": self.node_id,
-                        "watch_ms": watch_ms, "reason": reason}  # fmt: skip
-                with trio.move_on_after(2):
-                    try:
-                        await self.store.presence(room.id, self.node_id, joined=False, data=data)
-                    except StoreUnavailable as exc:
-                        log.warning("viewer.left not recorded", error=str(exc))
-                log.info("viewer left", watch_ms=watch_ms, reason=data["reason"])
+                if self.presence.leave(room.id, conn.identity.user):
+                    with trio.move_on_after(2):  # the person's last connection on this node
+                        try:
+                            await self.presence.gone_from_node(room.id, conn.identity.user)
+                        except StoreUnavailable as exc:
+                            log.warning("presence not updated on leave", error=str(exc))
+                log.info("connection left", watch_ms=watch_ms, reason=reason)
 
     # --- heartbeats ----------------------------------------------------------------------
 

@@ -22,9 +22,22 @@ def state(room: str) -> str:
     return _room(room, "state")
 
 
-def online(room: str) -> str:
-    """Hash: node id -> connections of this room on that node."""
-    return _room(room, "online")
+def present(room: str) -> str:
+    """Sorted set: user -> presence deadline (ms); online = members whose deadline is ahead."""
+    return _room(room, "present")
+
+
+def entered(room: str) -> str:
+    """Hash: user -> when the person entered (ms), for watch time."""
+    return _room(room, "entered")
+
+
+def unique(room: str) -> str:
+    """HyperLogLog of the users seen in the room's current session (reset when it starts)."""
+    return _room(room, "unique")
+
+
+PRESENCE_DUE: Final = f"{PREFIX}:presence-due"  # sorted set: room -> when to sweep its presence
 
 
 def events(room: str) -> str:

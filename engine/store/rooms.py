@@ -94,7 +94,7 @@ class RoomStore:
         """start | end | rehearsal_on | rehearsal_off -> (status, rehearsal) after it."""
         reply = await self._run(
             "room_transition",
-            [keys.info(room), keys.numbers(room), keys.events(room)],
+            [keys.info(room), keys.numbers(room), keys.events(room), keys.unique(room)],
             [*self._event(), action],
         )
         if (error := _refusal(reply, room)) is not None:
@@ -175,8 +175,8 @@ class RoomStore:
         """This node's report: (online, peak, rehearsal)."""
         online, peak, rehearsal = await self._run(
             "numbers_tick",
-            [keys.numbers(room), keys.online(room), keys.info(room)],
-            [now_s, danmaku],
+            [keys.numbers(room), keys.present(room), keys.info(room)],
+            [now_s, danmaku, now_ms()],
         )
         return int(online), int(peak), bool(rehearsal)
 
@@ -184,8 +184,8 @@ class RoomStore:
         """(online, peak, likes, danmaku in the window, danmaku total)."""
         reply = await self._run(
             "numbers_read",
-            [keys.numbers(room), keys.online(room), keys.state(room)],
-            [now_s, window_s],
+            [keys.numbers(room), keys.present(room), keys.state(room)],
+            [now_s, window_s, now_ms()],
         )
         online, peak, likes, recent, total = (int(v) for v in reply)
         return online, peak, likes, recent, total

@@ -15,6 +15,7 @@ import coredis.exceptions
 import msgpack
 import orjson
 from coredis.retry import NoRetryPolicy
+from coredis.tokens import PureToken
 
 from engine.errors import StoreUnavailable
 from engine.store import keys
@@ -165,7 +166,9 @@ class Store:
 
     async def snapshot(self, room: str) -> tuple[int, dict[str, Any]]:
         """(online count, decoded state fields) of a room."""
-        online, flat = await self._run("room_snapshot", [keys.state(room), keys.online(room)], [])
+        online, flat = await self._run(
+            "room_snapshot", [keys.state(room), keys.present(room)], [now_ms()]
+        )
         state: dict[str, Any] = {}
         for i in range(0, len(flat), 2):
             field = flat[i].decode()
@@ -179,17 +182,66 @@ class Store:
 
     # --- presence and host events --------------------------------------------------------
 
-    async def presence(self, room: str, node: str, *, joined: bool, data: dict[str, Any]) -> int:
-        """Count one connection in (joined) or out, with its viewer.entered/left event.
-        Returns the room's online count."""
-        script = "presence_join" if joined else "presence_leave"
-        event = [self._event_maxlen, new_event_id(), now_ms(), orjson.dumps(data)]
-        return int(await self._run(script, [keys.online(room), keys.events(room)], [node, *event]))
+    def _presence_keys(self, room: str) -> list[str]:
+        return [
+            keys.present(room), keys.entered(room), keys.unique(room), keys.numbers(room),
+            keys.events(room),
+        ]  # fmt: skip
+
+    async def enter(
+        self, room: str, user: str, grace_s: float, data: dict[str, Any]
+    ) -> tuple[int, bool]:
+        """A connection of `user` opened: (online people, whether the person entered now, i.e.
+        was not present on any node: then a viewer.entered event was written)."""
+        now = now_ms()
+        online, entered = await self._run(
+            "presence_enter",
+            self._presence_keys(room),
+            [now, now + int(grace_s * 1000), user, self._event_maxlen, new_event_id(),
+             orjson.dumps({"user": user, **data})],
+        )  # fmt: skip
+        return int(online), bool(entered)
+
+    async def refresh(
+        self, room: str, users: Sequence[str], grace_s: float, batch: int = 500
+    ) -> tuple[int, int]:
+        """Keep `users` present for another grace period and sweep who is gone (one viewer.left
+        each). Returns (online people, earliest remaining deadline in ms, or 0 when nobody)."""
+        reply: Any = (0, 0)
+        for start in range(0, max(len(users), 1), batch):
+            now = now_ms()
+            reply = await self._run(
+                "presence_refresh",
+                self._presence_keys(room),
+                [now, now + int(grace_s * 1000), self._event_maxlen, new_event_id(),
+                 *users[start : start + batch]],
+            )  # fmt: skip
+        return int(reply[0]), int(reply[1])
 
     async def online(self, room: str) -> int:
-        with translate_errors("hvals"):
-            values = await self.redis.hvals(keys.online(room))
-        return sum(int(v) for v in values)
+        with translate_errors("zcount"):
+            return int(await self.redis.zcount(keys.present(room), now_ms(), "+inf"))
+
+    async def schedule_sweep(self, room: str, due_ms: int, *, earlier_only: bool = True) -> None:
+        """Make sure some node sweeps the room's presence at `due_ms` (even if none serves it).
+        By default a sweep already due earlier stays (the sweep reschedules what remains)."""
+        with translate_errors("zadd"):
+            await self.redis.zadd(
+                keys.PRESENCE_DUE, {room: due_ms},
+                comparison=PureToken.LT if earlier_only else None,
+            )  # fmt: skip
+
+    async def rooms_due(self, limit: int = 100) -> list[str]:
+        with translate_errors("zrangebyscore"):
+            rooms = await self.redis.zrange(
+                keys.PRESENCE_DUE, "-inf", now_ms(), sortby=PureToken.BYSCORE, offset=0,
+                count=limit,
+            )  # fmt: skip
+        return [_text(r) for r in rooms]
+
+    async def unschedule_sweep(self, room: str) -> None:
+        with translate_errors("zrem"):
+            await self.redis.zrem(keys.PRESENCE_DUE, [room])
 
     async def index_room(self, room: str) -> None:
         """Remember the room in the global index that event consumers scan."""

@@ -1,13 +1,12 @@
 -- numbers_read: a room's live numbers, summed over every node.
 -- KEYS[1] room live numbers hash   ARGV[1] now (whole seconds since epoch)
--- KEYS[2] room online hash         ARGV[2] window: how many whole seconds back the rate covers
--- KEYS[3] room state hash
+-- KEYS[2] room presence zset       ARGV[2] window: how many whole seconds back the rate covers
+-- KEYS[3] room state hash          ARGV[3] now (ms)
 -- Returns {online, peak, likes, danmaku in the window, danmaku total}.
 -- Invariant: the window covers the seconds now-window .. now-1 (complete seconds only); the
 -- peak is raised to the current online count if that is higher.
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local online = 0
-for _, n in ipairs(redis.call('HVALS', KEYS[2])) do online = online + tonumber(n) end
+local online = redis.call('ZCOUNT', KEYS[2], ARGV[3], '+inf')
 local peak = tonumber(redis.call('HGET', KEYS[1], 'peak') or 0)
 if online > peak then
   peak = online

@@ -1,7 +1,6 @@
 -- room_snapshot: what a joining viewer needs, read in one step.
--- KEYS[1] room state hash   KEYS[2] room online hash
--- Returns {online count, flat HGETALL of the state hash}.
+-- KEYS[1] room state hash   KEYS[2] room presence zset (user -> deadline, ms)
+-- ARGV[1] now (ms)
+-- Returns {online people, flat HGETALL of the state hash}.
 -- Invariant: read-only.
-local total = 0
-for _, n in ipairs(redis.call('HVALS', KEYS[2])) do total = total + tonumber(n) end
-return {total, redis.call('HGETALL', KEYS[1])}
+return {redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf'), redis.call('HGETALL', KEYS[1])}

@@ -2,11 +2,12 @@
 -- KEYS[1] room info hash          ARGV[1] event stream cap (approximate MAXLEN)
 -- KEYS[2] room live numbers hash  ARGV[2] event id (unique, the host's idempotency key)
 -- KEYS[3] room event stream       ARGV[3] event time (ms since epoch)
+-- KEYS[4] room unique-viewers HyperLogLog
 --                                 ARGV[4] action: start | end | rehearsal_on | rehearsal_off
 -- Returns {'ok', status, rehearsal ('0'|'1')} | {'room_not_found'} | {'bad_state', status}.
 -- Invariant: status only moves scheduled -> live -> ended (or scheduled -> ended); every change
 -- and its event (room.started, room.ended, room.rehearsal) happen together. Starting resets
--- the session's live numbers (peak, danmaku) and ends rehearsal.
+-- the session's live numbers (peak, danmaku, unique viewers) and ends rehearsal.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   return {'room_not_found'}
@@ -18,7 +19,7 @@ if action == 'start' then
     return {'bad_state', status}
   end
   redis.call('HSET', KEYS[1], 'status', 'live', 'started_at', now, 'rehearsal', '0')
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[4])
   status = 'live'
   kind, data = 'room.started', {status = 'live', started_at = tonumber(now)}
 elseif action == 'end' then

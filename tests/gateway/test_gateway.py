@@ -267,13 +267,20 @@ async def test_a_silent_connection_is_closed_and_leaves_the_room(
     token = engine.mint_token("sleepy", room)
     raw = await RawClient.connect(engine.address.ws_port, f"/v1/ws?token={token}")  # type: ignore[union-attr]
     async with viewer(engine.address.ws_url, engine.mint_token("awake", room)) as awake:  # type: ignore[union-attr]
-        # the raw client reads (so it sees the close) but never answers a ping
-        assert await raw.close_code() == 4010
-        with trio.fail_after(5):
-            while (await awake.recv_type("online"))["count"] != 1:
-                pass
-        await awake.send(type="ping", rid=1)  # trio-websocket answers pings: still connected
-        await awake.recv_type("pong")
+        async with trio.open_nursery() as nursery:
+            # trio-websocket answers pings only while the application reads its messages
+            nursery.start_soon(awake.recv_type, "never")
+            # the raw client reads (so it sees the close) but never answers a ping
+            assert await raw.close_code() == 4010
+            with trio.fail_after(5):  # it never answers our close either: cut after the grace
+                while engine.stats.connections > 1:
+                    await trio.sleep(0.05)
+            await trio.sleep(1)  # several heartbeat timeouts later, the awake one is still in
+            assert engine.stats.connections == 1
+            with trio.fail_after(5):  # and once its grace is over, it leaves the online count
+                while {"type": "online", "count": 1} not in awake.seen:
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
 
 
 async def test_a_slow_consumer_is_closed_and_never_delays_the_others(
