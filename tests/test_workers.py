@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-from contextlib import AsyncExitStack
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import psutil

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,7 +107,7 @@ def test_property_exactly_once_in_order_or_explicit_resync(
     for seq in arrivals:
         act(s.offer("e", seq, p(seq)))
     # strictly increasing, no duplicates
-    assert all(a < b for a, b in zip(delivered, delivered[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(delivered))
     if resynced_at is None:  # no resync: no gap either
         assert delivered == [q for q in published if q <= (delivered[-1] if delivered else 0)]
     else:  # a gap is only allowed across the resync
