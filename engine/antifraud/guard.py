@@ -128,6 +128,7 @@ class AntiFraud:
         self.limiter = Limiter(store)
         self._sale_created = sale_created
         self._sale_lookups: dict[tuple[str, str], trio.Event] = {}
+        self._imposing: set[tuple[str, Kind, str]] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -274,13 +275,13 @@ class AntiFraud:
             return ErrorCode.REFUSED.value
         self._shed(visitor, "grab")
         reaction = await self._reaction(visitor, sale)
-        if reaction is not None:
-            action = await self._judge(visitor, {"early_grab": reaction}, "grab")
-            if action in (bots.Mode.REFUSE_GRABS, bots.Mode.BAN):
-                self.metrics.refused.labels("grab", "refused").inc()
-                return (
-                    ErrorCode.BANNED.value if action is bots.Mode.BAN else ErrorCode.REFUSED.value
-                )
+        action = await self._judge(visitor, {"early_grab": reaction}, "grab")
+        if action is bots.Mode.BAN:
+            self.metrics.refused.labels("grab", "banned").inc()
+            return ErrorCode.BANNED.value
+        if action is bots.Mode.REFUSE_GRABS:
+            self.metrics.refused.labels("grab", "refused").inc()
+            return ErrorCode.REFUSED.value
         await self._limit(visitor, "grab")
         return None
 
@@ -312,16 +313,16 @@ class AntiFraud:
             if len(scope.popups) > 1000:
                 scope.popups.pop(next(iter(scope.popups)))
 
-    async def _reaction(self, visitor: Visitor, sale: str) -> float | None:
-        """ms between the sale's popup becoming visible to this viewer and now (negative: it
-        has not reached the viewer yet); None when the sale is unknown."""
+    async def _reaction(self, visitor: Visitor, sale: str) -> float:
+        """ms between the sale's popup becoming visible to this viewer and now; negative: it
+        has not reached the viewer yet, or the sale does not exist (yet)."""
         scope, clock = visitor.scope, trio.current_time()
         seen = scope.popups.get(sale)
         if seen is not None:
             return (clock - max(seen, visitor.joined)) * 1000
         created = await self._created(scope, sale)
         if created is None:
-            return None
+            return -1.0  # no such sale (yet): nobody can have seen its popup; a script guessing
         if created >= scope.loaded_at_ms and now_ms() - created < NEW_SALE_MS:
             return -1.0  # the node was in the room when the sale began: its popup is still due
         return (clock - visitor.joined) * 1000  # it was in the viewer's welcome
@@ -431,16 +432,23 @@ class AntiFraud:
         why = "bot rules: " + "; ".join(assessment.reasons_text())
         now = now_ms()
         for target in sorted(targets)[:MAX_CLUSTER]:
-            if scope.active(kind, target, now) is not None:
-                continue
+            pending = (scope.room, kind, target)
+            if scope.active(kind, target, now) is not None or pending in self._imposing:
+                continue  # already sanctioned, or being sanctioned by a concurrent decision
+            self._imposing.add(pending)
             try:
                 await self.moderation.impose(
                     scope.room, kind, target, duration_s=self.config.antifraud_rule_sanction_s,
                     reason=why, by="antifraud", shadow=True,
                 )  # fmt: skip
-            except StoreUnavailable as exc:  # enforce here at least; Redis gets it next time
+            except StoreUnavailable as exc:  # enforced on this node only (until it reloads)
                 log.warning("sanction not stored", target=target, error=str(exc))
-                scope.apply(kind, target, Sanction(kind, target, 0, why, "antifraud", now, True))
+                until = now + int(self.config.antifraud_rule_sanction_s * 1000)
+                scope.apply(
+                    kind, target, Sanction(kind, target, until, why, "antifraud", now, True)
+                )
+            finally:
+                self._imposing.discard(pending)
         return action
 
     async def _cluster(
