@@ -24,5 +24,7 @@ def test_wheel_contains_every_package_and_lua_script(tmp_path: Path) -> None:
     packages = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "engine").rglob("__init__.py")}
     for package in packages:
         assert f"{package}/__init__.py" in names, f"{package} is missing from the wheel"
-    for script in (ROOT / "scripts" / "lua").glob("*.lua"):
-        assert f"engine/lua/{script.name}" in names, f"{script.name} is missing from the wheel"
+    lua = ROOT / "scripts" / "lua"
+    for script in [*lua.glob("*.lua"), *lua.glob("lib/*.lua")]:
+        inside = f"engine/lua/{script.relative_to(lua)}"
+        assert inside in names, f"{inside} is missing from the wheel"
