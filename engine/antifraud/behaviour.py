@@ -39,12 +39,13 @@ def text_key(text: str) -> str | None:
 
 
 def variation(times: deque[float]) -> float | None:
-    """stddev/mean of the intervals between `times`, if there are enough of them and they are
-    slow enough to be deliberate; else None."""
+    """stddev/mean of the intervals between `times`, leaving out the longest and the shortest
+    (one late message makes one long and one short interval: the network's doing, not the
+    sender's), if there are enough of them and they are slow enough to be deliberate."""
     if len(times) <= TIMING_SAMPLES:
         return None
     samples = list(times)[-(TIMING_SAMPLES + 1) :]
-    intervals = [b - a for a, b in itertools.pairwise(samples)]
+    intervals = sorted(b - a for a, b in itertools.pairwise(samples))[1:-1]
     mean = statistics.fmean(intervals)
     if mean < MIN_MEAN_INTERVAL_S:
         return None
