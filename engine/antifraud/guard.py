@@ -146,7 +146,7 @@ class AntiFraud:
         scope = await self.moderation.room(identity.room)
         visitor = Visitor(identity, ip, scope)
         if visitor.staff:
-            scope.visitors += 1
+            scope.members.add(visitor)
             return visitor
         self._refuse_banned(visitor, "join")
         try:
@@ -155,7 +155,7 @@ class AntiFraud:
             raise AuthError(f"{exc.message}, retry after {exc.retry_after_ms} ms",
                             code=ErrorCode.RATE_LIMITED) from None  # fmt: skip
         features = scope.behaviour.on_join(visitor.user, ip, visitor.device, trio.current_time())
-        scope.visitors += 1
+        scope.members.add(visitor)
         try:
             by_ip, by_device = await self.store.seen(
                 scope.room, visitor.user, ip, visitor.device,
@@ -173,7 +173,9 @@ class AntiFraud:
 
     def left(self, visitor: Visitor) -> None:
         scope = visitor.scope
-        scope.visitors = max(0, scope.visitors - 1)
+        if visitor not in scope.members:
+            return  # already gone
+        scope.members.discard(visitor)
         scope.last_used = trio.current_time()
         if not visitor.staff:
             scope.behaviour.on_leave(visitor.user, visitor.ip, visitor.device, scope.last_used)
@@ -460,6 +462,8 @@ class AntiFraud:
             if ident is None:
                 return set()
             return set(await self.store.seen_by(visitor.scope.room, dim, ident, MAX_CLUSTER))
-        return visitor.scope.behaviour.related(
-            rule, visitor.user, visitor.ip, visitor.device, key, clock
+        scope = visitor.scope
+        members = [m for m in scope.members if not m.staff]  # staff are never sanctioned
+        return scope.behaviour.related(
+            rule, visitor.user, key, clock, members, visitor.ip, visitor.device
         )

@@ -92,7 +92,7 @@ class Moderation:
                     await self._expire(scope)
             for room in list(self.rooms.values()):
                 room.behaviour.prune(clock)
-                if not room.visitors and clock - room.last_used > IDLE_ROOM_S:
+                if not room.members and clock - room.last_used > IDLE_ROOM_S:
                     del self.rooms[room.room]
 
     async def _expire(self, scope: Scope) -> None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from engine.antifraud import bots
 from engine.antifraud.behaviour import RoomBehaviour
 from engine.antifraud.keywords import EMPTY, WordList
 from engine.antifraud.limits import LimitTable
 from engine.store.antifraud import ScopeState
+
+if TYPE_CHECKING:
+    from engine.antifraud.guard import Visitor
 
 
 class Kind(StrEnum):
@@ -129,7 +132,7 @@ class RoomScope(Scope):
         self.popups: dict[str, float] = {}  # sale -> when its popup reached this node (monotonic)
         self.sales: dict[str, tuple[int, float]] = {}  # sale -> (created ms, looked up at)
         self.loaded_at_ms = 0
-        self.visitors = 0
+        self.members: set[Visitor] = set()  # the guard's visitors of this room on this node
         self.last_used = 0.0
 
     def refresh(self, base_rules: Mapping[str, bots.Rule]) -> None:

@@ -4,6 +4,7 @@ bot scoring, behaviour features, the client IP behind trusted proxies."""
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -156,28 +157,68 @@ def test_timing_variation_needs_enough_deliberate_intervals() -> None:
     assert variation(people) > 0.3  # type: ignore[operator]
 
 
+@dataclass
+class Conn:
+    user: str
+    ip: str
+    device: str | None
+    joined: float
+
+
 def test_room_behaviour_counts_joins_connections_duplicates_and_likes() -> None:
     room = RoomBehaviour()
+    conns = []
     for i in range(4):
         features = room.on_join(f"u{i}", "10.0.0.1", "dev-1", now=float(i))
+        conns.append(Conn(f"u{i}", "10.0.0.1", "dev-1", float(i)))
     assert features == {"join_burst": 4, "conns_per_ip": 4, "conns_per_device": 4}
-    assert room.on_join("x", "10.0.0.1", None, now=20.0)["join_burst"] == 1  # window passed
-    room.on_leave("u0", "10.0.0.1", "dev-1", now=21.0)
-    assert room.related("conns_per_device", "u1", "10.0.0.1", "dev-1", None, 21.0) == {
+    assert room.on_join("x", "10.0.0.1", None, now=25.0)["join_burst"] == 1  # window passed
+    room.on_leave("u0", "10.0.0.1", "dev-1", now=26.0)
+    members = conns[1:]
+    assert room.related("conns_per_device", "u1", None, 26.0, members, "10.0.0.1", "dev-1") == {
         "u1", "u2", "u3"}  # fmt: skip
+    assert room.related("conns_per_ip", "u1", None, 26.0, members, "10.9.9.9", None) == set()
     spam = "Visit cheap followers dot com now"
     key = text_key(spam)
     counts = [room.on_danmaku(f"u{i}", key, now=30.0 + i)["duplicate_text"] for i in range(3)]
     assert counts == [1, 2, 3]
-    assert room.related("duplicate_text", "u0", "ip", None, key, 33.0) == {"u0", "u1", "u2"}
+    assert room.related("duplicate_text", "u0", key, 33.0, [], "ip", None) == {"u0", "u1", "u2"}
     assert room.on_danmaku("u9", key, now=200.0)["duplicate_text"] == 1  # the others are old
     likes = [room.on_like("liker", 100, now=40.0 + i * 0.01)["like_burst"] for i in range(4)]
     assert likes == [100, 200, 300, 400]
-    assert room.on_like("liker", 1, now=50.0)["like_burst"] == 1
+    assert room.on_like("liker", 1, now=43.5)["like_burst"] == 401  # within 5 s
+    assert room.on_like("liker", 1, now=50.0)["like_burst"] == 1  # the burst is over
     assert room.first_time("liker", "like_burst", 50.0, 60.0)
     assert not room.first_time("liker", "like_burst", 55.0, 60.0)
     room.prune(now=10_000.0)
     assert "liker" not in room.users and "u1" in room.users  # u1 is still connected
+
+
+def test_join_bursts_slide_with_time() -> None:
+    room = RoomBehaviour()
+    counts = [room.on_join(f"u{i}", "10.0.0.7", None, now=5.0 + i * 0.5)["join_burst"]
+              for i in range(10)]  # fmt: skip
+    assert counts == list(range(1, 11))  # 10 joins within 4.5 s
+    # 5 s later, about half of them are still within the last 10 s
+    assert room.on_join("late", "10.0.0.7", None, now=15.0)["join_burst"] in range(5, 8)
+    assert room.on_join("later", "10.0.0.7", None, now=40.0)["join_burst"] == 1
+
+
+def test_per_connection_cost_stays_small() -> None:
+    """Reviewed like the connection object: a silent viewer costs a few hundred bytes here."""
+    import tracemalloc
+
+    room = RoomBehaviour()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(2000):
+            room.on_join(f"user-{i}", f"10.0.{i // 256}.{i % 256}", f"device-{i:08x}", 1.0)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    per_join = sum(s.size_diff for s in after.compare_to(before, "filename")) / 2000
+    assert per_join < 1000, per_join
 
 
 @given(
