@@ -4,10 +4,13 @@ per device; retry-after; repeated abuse closes; refused joins and likes are not 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
 
-from engine.errors import CloseCode
+from engine.errors import CloseCode, ProtocolError, RateLimited
+from engine.identity import Identity, Role
 from tests.antifraud.support import AF, drain, events, refused, visitor
 from tests.conftest import StartEngine
 
@@ -194,3 +197,27 @@ async def test_room_overrides_change_limits_at_run_time(
         with pytest.raises(Exception) as exc:
             await engine.command("set_limit", room=room, **bad)
         assert getattr(exc.value, "code", None) == "bad_field"
+
+
+async def test_coupon_and_lottery_limits_are_ready_for_their_features(
+    start_engine: StartEngine, room: str
+) -> None:
+    """Coupons and lotteries are not built yet; their handlers will call `guard.check`."""
+    engine = await start_engine(**AF, limit_coupon="user=1/1m burst 2", limit_lottery="off")
+    guard = engine.antifraud
+    identity = Identity("claimer", room, Role.VIEWER, expires_at=time.time() + 60, device="d1")
+    visitor = await guard.admit(identity, "10.0.0.1")
+    try:
+        await guard.check(visitor, "coupon")
+        await guard.check(visitor, "coupon")
+        with pytest.raises(RateLimited) as exc:
+            await guard.check(visitor, "coupon")
+        assert exc.value.retry_after_ms > 0
+        for _ in range(10):
+            await guard.check(visitor, "lottery")  # switched off
+        await engine.command("ban", room=room, user="claimer")
+        with pytest.raises(ProtocolError) as banned:
+            await guard.check(visitor, "lottery")
+        assert banned.value.code.value == "banned"
+    finally:
+        guard.left(visitor)
