@@ -27,6 +27,7 @@ import io
 import json
 import math
 import multiprocessing as mp
+import os
 import shlex
 import shutil
 import subprocess
@@ -47,7 +48,16 @@ from engine.store.seckill import SeckillStore, grab_keys
 from engine.store.store import open_redis
 from loadtest.grabclient import worker_main
 from loadtest.profiling import Profiler
-from loadtest.servers import HOST, REPO, ServerUnderTest, machine_info, start_engine
+from loadtest.servers import (
+    HOST,
+    REPO,
+    Proc,
+    ServerUnderTest,
+    free_port,
+    machine_info,
+    start_engine,
+    wait_port,
+)
 
 KID, SECRET, ROOM = "bench", "seckill-benchmark-secret-" + "0123456789abcdef" * 2, "bench-seckill"
 RESULTS = REPO / "loadtest" / "results"
@@ -93,17 +103,21 @@ class Clients:
         return sum(float(t.user + t.system) for t in (p.cpu_times() for p in self.ps))
 
     def connect(
-        self, paths: list[str], concurrency: int, timeout: float
+        self, ports: list[int], paths: list[str], concurrency: int, timeout: float
     ) -> tuple[int, int, list[str]]:
-        parts = [paths[i :: len(self.pipes)] for i in range(len(self.pipes))]
-        replies = self.ask_all(
-            [("connect", HOST, self.port, part, concurrency) for part in parts], timeout
-        )
-        ok = sum(r[1] for r in replies)
-        failed = sum(r[2] for r in replies)
-        return ok, failed, [e for r in replies for e in r[3]][:5]
-
-    port = 0
+        """Connect `paths` spread evenly over the nodes (`ports`) and the client processes."""
+        ok = failed = 0
+        errors: list[str] = []
+        for i, port in enumerate(ports):
+            mine = paths[i :: len(ports)]
+            parts = [mine[j :: len(self.pipes)] for j in range(len(self.pipes))]
+            replies = self.ask_all(
+                [("connect", HOST, port, part, concurrency) for part in parts], timeout
+            )
+            ok += sum(r[1] for r in replies)
+            failed += sum(r[2] for r in replies)
+            errors += [e for r in replies for e in r[3]]
+        return ok, failed, errors[:5]
 
     def shutdown(self) -> None:
         for pipe, proc in zip(self.pipes, self.procs, strict=True):
@@ -143,7 +157,6 @@ class Bench:
         redis_url = sut.argv[sut.argv.index("--redis-url") + 1]
         out["engine"] = {"pid": sut.proc.pid, "argv": sut.argv, "redis_url": redis_url}
         clients = Clients(opts.client_procs)
-        clients.port = sut.ws_port
         try:
             trio.run(self.setup, redis_url)
             if "redis" in opts.only:
@@ -269,7 +282,8 @@ class Bench:
 
     def e2e(self, sut: ServerUnderTest, clients: Clients) -> dict[str, Any]:
         opts = self.opts
-        ok, failed, errors = clients.connect(self.paths("e", opts.connections), 64, 300)
+        paths = self.paths("e", opts.connections)
+        ok, failed, errors = clients.connect([sut.ws_port], paths, 64, 300)
         log(f"   e2e: {ok} viewers connected" + (f", {failed} failed: {errors}" if failed else ""))
         time.sleep(1)
         clients.same(("stats",))
@@ -330,18 +344,35 @@ class Bench:
 
     def spike(self, sut: ServerUnderTest, clients: Clients, redis_url: str) -> dict[str, Any]:
         opts = self.opts
+        nodes = [sut, *(start_node(sut, self.logdir) for _ in range(opts.spike_nodes - 1))]
+        try:
+            return self._spike(nodes, clients, redis_url)
+        finally:
+            for node in nodes[1:]:
+                node.proc.stop()
+
+    def _spike(
+        self, nodes: list[ServerUnderTest], clients: Clients, redis_url: str
+    ) -> dict[str, Any]:
+        opts = self.opts
         n, stock = opts.spike_viewers, opts.spike_stock
         started = time.monotonic()
-        ok, failed, errors = clients.connect(self.paths("s", n), 128, 900)
+        ports = [node.ws_port for node in nodes]
+        ok, failed, errors = clients.connect(ports, self.paths("s", n), 128, 900)
         connect_s = time.monotonic() - started
         log(
             f"   spike: {ok} viewers connected in {connect_s:.1f} s"
             + (f", {failed} failed: {errors}" if failed else "")
         )
-        t0 = time.time() + 2.0
+        settle_s = wait_quiet(nodes)  # joining viewers keep the nodes busy (online counts)
+        t0 = time.time() + 1.0
         trio.run(self._start_spike_sale, redis_url, int(t0 * 1000), stock)
+        frames0 = sum(node.engine_counters().get("frames_sent", 0.0) for node in nodes)
         clients.same(("spike", "spike", t0, opts.spread))
-        a = (time.time(), sut.proc.cpu_s())
+        time.sleep(max(0.0, t0 - time.time() - 0.2))
+        a = (time.time(), [node.proc.cpu_s() for node in nodes], clients.cpu_s())
+        prof = (self.profiler.start(nodes[0], "engine-spike", opts.spread + 2) if self.profiler
+                else None)  # fmt: skip
         time.sleep(max(0.0, t0 + opts.spread - time.time()))
         deadline = time.time() + opts.drain
         while True:
@@ -350,11 +381,16 @@ class Bench:
             if answered >= ok or time.time() > deadline:
                 break
             time.sleep(0.2)
-        b = (time.time(), sut.proc.cpu_s())
+        b = (time.time(), [node.proc.cpu_s() for node in nodes], clients.cpu_s())
+        if prof is not None:
+            prof.finish()
         samples: array[float] = array("d")
         codes: dict[str, int] = {}
         missing = 0
-        for raw, got, miss, _ in clients.same(("spike_collect",)):
+        lost: dict[str, int] = {}
+        for raw, got, miss, dropped in clients.same(("spike_collect",)):
+            for why, count in dropped.items():
+                lost[why] = lost.get(why, 0) + count
             samples.frombytes(raw)
             for code, count in got.items():
                 codes[code] = codes.get(code, 0) + count
@@ -365,6 +401,7 @@ class Bench:
             "viewers": ok,
             "connect_failed": failed,
             "connect_s": round(connect_s, 1),
+            "settle_s": round(settle_s, 1),
             "stock": stock,
             "spread_s": opts.spread,
             "answers": len(lat),
@@ -373,7 +410,16 @@ class Bench:
             "p50_ms": pct(lat, 0.50, missing),
             "p99_ms": pct(lat, 0.99, missing),
             "max_ms": lat[-1] * 1000 if lat else None,
-            "engine_cpu": 100 * (b[1] - a[1]) / max(1e-9, b[0] - a[0]),
+            "nodes": len(nodes),
+            "engine_cpu": [
+                100 * (y - x) / max(1e-9, b[0] - a[0]) for x, y in zip(a[1], b[1], strict=True)
+            ],
+            "client_cpu": 100 * (b[2] - a[2]) / max(1e-9, b[0] - a[0]),
+            "connections_lost": lost,
+            "frames_sent_in_spike": sum(
+                node.engine_counters().get("frames_sent", 0.0) for node in nodes
+            )
+            - frames0,
             "redis": check,
         }
         res["oversell"] = check["granted"] > stock or check["conserved"] is False
@@ -428,6 +474,42 @@ async def _stream_back(redis: Any, key: str) -> Any:
             return
         ident = entries[-1].identifier
         last = "(" + (ident.decode() if isinstance(ident, bytes) else ident)
+
+
+def wait_quiet(
+    nodes: list[ServerUnderTest], *, below: float = 0.15, limit_s: float = 60.0
+) -> float:
+    """Wait until every node uses less than `below` of a core (its viewers have settled);
+    returns the time waited."""
+    started = time.monotonic()
+    last = [node.proc.cpu_s() for node in nodes]
+    while time.monotonic() - started < limit_s:
+        time.sleep(0.5)
+        now = [node.proc.cpu_s() for node in nodes]
+        if all(y - x < below * 0.5 for x, y in zip(last, now, strict=True)):
+            break
+        last = now
+    return time.monotonic() - started
+
+
+def start_node(first: ServerUnderTest, logdir: Path) -> ServerUnderTest:
+    """Another engine node on the same Redis as `first` (its own viewer and HTTP ports)."""
+    argv = list(first.argv)
+    ws_port, http_port = free_port(), free_port()
+    argv[argv.index("--ws-port") + 1] = str(ws_port)
+    argv[argv.index("--http-port") + 1] = str(http_port)
+    logdir.mkdir(parents=True, exist_ok=True)
+    log_file = (logdir / f"engine-node-{ws_port}.log").open("wb")
+    env = {**os.environ, "ENGINE_ANTIFRAUD": "false"}  # one IP, 10,000 accounts: not fraud here
+    popen = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, cwd=REPO, env=env)  # fmt: skip
+    proc = Proc(f"engine-node-{ws_port}", popen, log_file)
+    try:
+        wait_port(ws_port, popen)
+    except BaseException:
+        proc.stop()
+        raise
+    return ServerUnderTest("engine", "engine node", proc, ws_port, None, http_port, argv)
 
 
 def pct(samples: list[float], q: float, missing: int) -> float | None:
@@ -506,7 +588,8 @@ def render(out: dict[str, Any]) -> str:
     spike = out.get("spike")
     if spike:
         row(
-            f"spike, {spike['viewers']:,} viewers in {spike['spread_s']:g} s: grab p50 ms",
+            f"spike, {spike['viewers']:,} viewers in {spike['spread_s']:g} s, "
+            f"{spike['nodes']} node(s): grab p50 ms",
             fmt(spike["p50_ms"], ",.1f"),
         )
         row("  grab p99 ms", fmt(spike["p99_ms"], ",.1f"))
@@ -551,6 +634,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="e2e: measured window, s")
     p.add_argument("--spike-viewers", type=int, default=10_000, help="spike: viewers")
     p.add_argument("--spike-stock", type=int, default=1_000, help="spike: units for sale")
+    p.add_argument(
+        "--spike-nodes",
+        type=int,
+        default=1,
+        help="spike: engine nodes on the one Redis (viewers spread evenly)",
+    )
     p.add_argument("--spread", type=float, default=1.0, help="spike: grabs spread over, s")
     p.add_argument("--drain", type=float, default=30.0, help="spike: max wait for answers, s")
     p.add_argument(

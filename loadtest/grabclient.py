@@ -8,7 +8,8 @@ Each socket is one viewer (one user). Two modes:
   answer; answers are counted, not decoded (a C-speed `bytes.count` of `"type":"result"` and
   `"ok":true`, correct across read boundaries), so the client stays cheap;
 * spike (`spike`): every socket sends one grab at its own moment, spread evenly over `spread_s`
-  from `t0`; answers are decoded to match their rid and measure send-to-answer latency.
+  from `t0`; answers are found in the byte stream by a regular expression (rid, ok, code) to
+  measure send-to-answer latency; other frames (stock, popups) are skipped unparsed.
 
 Client frames must be masked; the mask key is zero here (a legal key: payload XOR 0), so a grab
 frame is a header and the JSON, built without a per-byte loop. Only a load generator does that.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import signal
 import socket
@@ -26,8 +28,6 @@ from array import array
 from collections import Counter, deque
 from multiprocessing.connection import Connection
 from typing import Any
-
-import orjson
 
 from loadtest.wsclient import (
     OP_CLOSE,
@@ -45,6 +45,8 @@ IN, OUT = select.EPOLLIN, select.EPOLLOUT
 RESULT = b'"type":"result"'
 OK = b'"ok":true'
 _WELCOME = b'{"type":"welcome"'
+_ANSWER = re.compile(rb'\{"type":"result","rid":(-?\d+),"ok":(true|false)(?:,"code":"([a-z_]+)")?')
+_CARRY = 96  # longer than any match: an answer split between two reads is found whole
 
 
 def grab_frame(sale: str, rid: int) -> bytes:
@@ -80,9 +82,11 @@ class GrabLoop:
         self.host, self.port, self.concurrency = "", 0, 64
         self.joining = 0
         self.connecting = False
+        self.ready_before = 0
         self.done_sent = False
         self.failed = 0
         self.errors: list[str] = []
+        self.lost: Counter[str] = Counter()  # why ready sockets went away
         self.connect_started = 0.0
         # closed loop
         self.sale = ""
@@ -129,7 +133,7 @@ class GrabLoop:
                 self.ctl.send(
                     (
                         "connected",
-                        len(self.ready),
+                        len(self.ready) - self.ready_before,
                         self.failed,
                         self.errors[:3],
                         time.monotonic() - self.connect_started,
@@ -162,6 +166,7 @@ class GrabLoop:
             _, self.host, self.port, paths, self.concurrency = cmd
             self.todo.extend(paths)
             self.failed, self.errors, self.connecting = 0, [], True
+            self.ready_before = len(self.ready)
             self.connect_started = time.monotonic()
             self.start_connects()
         elif name == "run_closed":
@@ -187,7 +192,7 @@ class GrabLoop:
             self.ctl.send(("ok",))
         elif name == "spike_collect":
             missing = len(self.sent_at)
-            self.ctl.send((self.latencies.tobytes(), dict(self.codes), missing, len(self.ready)))
+            self.ctl.send((self.latencies.tobytes(), dict(self.codes), missing, dict(self.lost)))
             self.mode = ""
         elif name == "stats":
             self.ctl.send(
@@ -267,14 +272,8 @@ class GrabLoop:
         if not data:
             self.drop(fd, conn, "closed by the server")
             return
-        if conn.ready and self.mode == "closed":  # hot path: count, don't decode
-            carry = self.carry.get(fd, b"")
-            n = count(RESULT, carry, data)
-            self.oks += count(OK, carry, data)
-            self.carry[fd] = data[-16:]
-            self.results += n
-            if n and time.time() < self.stop_at:
-                self.send(fd, conn, b"".join(self.next_grab(fd) for _ in range(n)))
+        if conn.ready:
+            self.scan(fd, conn, data)
             return
         if conn.accept:  # reading the HTTP response
             conn.head += data
@@ -291,28 +290,49 @@ class GrabLoop:
         for opcode, payload in conn.parser.feed(data):
             if opcode & 0x8:
                 self.on_control(fd, conn, opcode, payload)
-            elif not conn.ready:
-                if not payload.startswith(_WELCOME):
-                    self.drop(fd, conn, f"first frame is not a welcome: {payload[:60]!r}")
-                    return
+            elif not payload.startswith(_WELCOME):
+                self.drop(fd, conn, f"first frame is not a welcome: {payload[:60]!r}")
+                return
+            else:  # from now on the socket's bytes are scanned, not parsed
                 conn.ready = True
                 self.ready.append(conn)
                 self.joining -= 1
-            elif self.mode == "spike" and payload.startswith(b'{"type":"result"'):
-                self.on_result(fd, orjson.loads(payload))
-            elif payload.startswith(b'{"type":"result"'):
-                self.results += 1
+                rest = conn.parser.take_rest()
+                conn.parser = None
+                self.carry[fd] = b""
+                if rest:
+                    self.scan(fd, conn, rest)
+                return
 
-    def on_result(self, fd: int, message: dict[str, Any]) -> None:
-        sent = self.sent_at.pop((fd, message.get("rid")), None)
+    def scan(self, fd: int, conn: Conn, data: bytes) -> None:
+        """Answers in a ready socket's bytes. Server frames are unmasked, so each answer's JSON
+        is in the byte stream as sent; a scan at C speed replaces frame parsing (hot path)."""
+        carry = self.carry.get(fd, b"")
+        if self.mode == "closed":
+            n = count(RESULT, carry, data)
+            self.oks += count(OK, carry, data)
+            self.carry[fd] = data[-16:]
+            self.results += n
+            if n and time.time() < self.stop_at:
+                self.send(fd, conn, b"".join(self.next_grab(fd) for _ in range(n)))
+            return
+        buf = carry + data
+        skip = len(carry)
+        for match in _ANSWER.finditer(buf):
+            if match.end() > skip:  # a match inside the carry was counted last time
+                self.on_answer(fd, int(match[1]), match[2] == b"true", match[3])
+        self.carry[fd] = buf[-_CARRY:]
+
+    def on_answer(self, fd: int, rid: int, ok: bool, code: bytes | None) -> None:
+        sent = self.sent_at.pop((fd, rid), None)
         if sent is not None:
             self.latencies.append(time.time() - sent)
         self.results += 1
-        if message.get("ok"):
+        if ok:
             self.oks += 1
             self.codes["ok"] += 1
         else:
-            self.codes[str(message.get("code"))] += 1
+            self.codes[code.decode() if code else "?"] += 1
 
     def on_control(self, fd: int, conn: Conn, opcode: int, payload: bytes) -> None:
         if opcode == OP_PING:
@@ -328,6 +348,7 @@ class GrabLoop:
             self.fail(why)
         elif conn in self.ready:
             self.ready.remove(conn)
+            self.lost[why[:60]] += 1
         self.conns.pop(fd, None)
         try:
             self.ep.unregister(fd)

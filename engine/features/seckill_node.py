@@ -46,6 +46,7 @@ Reply = Callable[[GrabAnswer], None]
 SaleKey = tuple[str, str]  # (room, sale)
 SWEEP_BATCH = 500
 SOLD_OUT_POPUP_TTL_S = 60.0
+SLOW_BATCH_S = 0.5  # a batch call slower than this is logged
 FORGET_AFTER_S = 600.0  # a sale untouched this long is forgotten by the node (not by Redis)
 
 
@@ -86,7 +87,7 @@ class Seckill:
         self._room_store = room_store
         self._popups = popups
         self._node_id = node_id
-        self._tick_s = tick_s
+        self._tick_s = max(tick_s, config.seckill_stock_interval_s)
         self._window_s = max(0.0, config.seckill_batch_window_ms / 1000)
         self._batch_max = max(1, config.seckill_batch_max)
         self._in_flight = max(1, config.seckill_batch_in_flight)
@@ -170,6 +171,7 @@ class Seckill:
             items: list[Any] = []
             for user, rkey, qty, _ in batch:
                 items += (user, rkey, qty)
+            started = trio.current_time()
             try:
                 raw = await self._store.grab(queue.room, queue.sale, items)
             except StoreUnavailable as exc:
@@ -180,6 +182,10 @@ class Seckill:
                     _answer(reply, UNAVAILABLE)
                 self._flush_replies()
                 return
+            took = trio.current_time() - started
+            if took > SLOW_BATCH_S:
+                log.warning("slow grab batch", room=queue.room, sale=queue.sale,
+                            grabs=len(batch), seconds=round(took, 3))  # fmt: skip
             view, sold_out_now, answers = parse_grab_reply(raw, len(batch))
             self.stats.batches += 1
             self.stats.batched_grabs += len(batch)
@@ -220,6 +226,25 @@ class Seckill:
             log.warning("sold-out peek failed", room=room, sale=sale, error=str(exc))
             return
         gate.peeked(reply, trio.current_time())
+        self._answer_queued(room, sale, gate)
+
+    def _answer_queued(self, room: str, sale: str, gate: SoldOutGate) -> None:
+        """The sale turned out sold out: grabs still waiting for a batch are answered now."""
+        queue = self._queues.get((room, sale))
+        if queue is None or not queue.pending:
+            return
+        now, mono = self._store.now_ms(), trio.current_time()
+        kept = []
+        for item in queue.pending:
+            code = gate.decide(item[0], now, mono)
+            if code is None:
+                kept.append(item)
+            else:
+                self.stats.shortcut += 1
+                _answer(item[3], GrabAnswer(code))
+        self._pending -= len(queue.pending) - len(kept)
+        queue.pending[:] = kept
+        self._flush_replies()
 
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._nursery is not None:

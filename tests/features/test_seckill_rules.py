@@ -198,3 +198,16 @@ def test_cards_view_is_tolerant_of_what_redis_holds() -> None:
            "pinned": ""}  # fmt: skip
     assert cards_view(raw) == {"mounted": [{"id": "a", "name": "A", "price": 1, "image": "https://i", "stock": 2}],
                                "pinned": None}  # fmt: skip
+
+
+def test_result_frames_are_the_same_bytes_as_the_general_encoder() -> None:
+    from engine.gateway.handlers.seckill import result_frame
+    from engine.protocol.codec import JSON, MSGPACK
+    from engine.protocol.wsframe import encode_frame
+
+    for codec in (JSON, MSGPACK):
+        for message in (
+            {"type": "result", "rid": 1, "ok": True},
+            {"type": "result", "x": "y" * 300},
+        ):
+            assert result_frame(codec, message) == encode_frame(codec, message)

@@ -20,6 +20,7 @@ from engine.gateway.connection import ViewerConnection
 from engine.gateway.dispatch import Dispatcher, reply
 from engine.protocol import server
 from engine.protocol.client import Click, Grab, RequestId
+from engine.protocol.codec import Codec
 from engine.protocol.wsframe import encode_frame
 
 
@@ -34,6 +35,18 @@ def grab_result(rid: RequestId, sale: str, qty: int, answer: GrabAnswer) -> dict
     if answer.replayed:
         return server.result(rid, ok=False, code=answer.code, sale=sale, replayed=True)
     return server.result(rid, ok=False, code=answer.code, sale=sale)
+
+
+def result_frame(codec: Codec, message: dict[str, Any]) -> bytes:
+    """A whole unmasked frame (hot path: one per grab). A result is short: its frame header is
+    two bytes, written here; longer ones take the general path."""
+    payload = codec.encode(message)
+    if len(payload) < 126:
+        return (_TEXT if codec.text_frames else _BINARY) + bytes((len(payload),)) + payload
+    return encode_frame(codec, message)
+
+
+_TEXT, _BINARY = b"\x81", b"\x82"  # FIN + text / binary opcode
 
 
 def register(
@@ -77,7 +90,7 @@ def register(
             left = inflight.pop(conn, 1) - 1
             if left > 0:
                 inflight[conn] = left
-            frame = encode_frame(conn.codec, grab_result(rid, sale, qty, result))
+            frame = result_frame(conn.codec, grab_result(rid, sale, qty, result))
             frames = held.get(conn)
             if frames is None:
                 held[conn] = [frame]
