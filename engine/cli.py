@@ -5,6 +5,7 @@ engine token --user U --room R [--role anchor]
 engine events tail --room R [--group G --consumer C]
 engine config                              the settings, their env names and defaults
 engine ctl COMMAND --room R ...            a control command (docs/control.md)
+engine lottery verify --status F --entrants F   check a lottery draw (docs/lottery.md)
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import trio
 from engine.config import Config, fields_doc, markdown_table
 from engine.control.ctl import add_ctl_parser, run_ctl
 from engine.devkeys import resolve_keys
+from engine.features.lottery_verify import add_parser as add_lottery_parser
+from engine.features.lottery_verify import run as run_lottery
 from engine.identity import Role, mint_token
 from engine.logs import configure
 
@@ -84,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--markdown", action="store_true", help="as docs/configuration.md")
 
     add_ctl_parser(sub)
+    add_lottery_parser(sub)
     return parser
 
 
@@ -91,6 +95,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "ctl":
         return run_ctl(args, out)
+    if args.command == "lottery":
+        return run_lottery(args, out)
     if args.command == "config" and args.markdown:
         out.write(markdown_table())
         return 0

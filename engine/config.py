@@ -117,6 +117,15 @@ class Config:
     seckill_retention_s: float = _opt(
         3 * 86400.0, "a finished sale's records (holds, requests) are kept this long"
     )
+    # --- coupons and lotteries (docs/coupons.md, docs/lottery.md) ----------------------
+    promo_counter_interval_s: float = _opt(
+        0.5,
+        "coupons left and lottery entrants go to viewers at most this often (and at most once "
+        "per chat tick); claims are batched like grabs (seckill_batch_*)",
+    )
+    lottery_claim_s: float = _opt(
+        86400.0, "a lottery winner's claim window; unclaimed prizes expire after it"
+    )
     # --- control plane (docs/control.md) ------------------------------------------------
     control_socket: str = _opt(
         "",

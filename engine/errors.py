@@ -46,6 +46,18 @@ class ErrorCode(StrEnum):
     HOLD_CANCELLED = "hold_cancelled"
     ALREADY_CONFIRMED = "already_confirmed"  # a paid hold cannot be cancelled
     SALE_EXISTS = "sale_exists"
+    # coupons (claim results, operator requests; docs/coupons.md)
+    ALL_CLAIMED = "all_claimed"  # the batch has no coupon left
+    ALREADY_CLAIMED = "already_claimed"  # one coupon per user and batch: this user has one
+    UNKNOWN_BATCH = "unknown_batch"
+    BATCH_EXISTS = "batch_exists"
+    # lotteries (entry results, operator requests; docs/lottery.md)
+    UNKNOWN_LOTTERY = "unknown_lottery"
+    LOTTERY_EXISTS = "lottery_exists"
+    LOTTERY_CLOSED = "lottery_closed"  # entries are closed (drawn, frozen for the draw, cancelled)
+    FOLLOW_REQUIRED = "follow_required"  # a follow-only lottery: follow the anchor to enter
+    NOT_A_WINNER = "not_a_winner"
+    CLAIM_EXPIRED = "claim_expired"  # the winner's claim window has passed
     # anti-fraud (docs/antifraud.md); RATE_LIMITED and BANNED above are theirs too
     MUTED = "muted"  # the user is muted: its danmaku reach nobody
     BLOCKED = "blocked"  # the danmaku contains a blocked word

@@ -8,7 +8,7 @@ import dataclasses
 import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import trio
@@ -22,7 +22,11 @@ from engine.devkeys import resolve_keys
 from engine.errors import ErrorCode
 from engine.fanout.rooms import RoomRegistry
 from engine.features.chat import Chat
+from engine.features.counters import TickCounters
+from engine.features.coupons_node import Coupons, coupon_numbers
+from engine.features.follows import Follows
 from engine.features.likes import LikeCounter
+from engine.features.lottery_node import Lottery, lottery_numbers
 from engine.features.popups import Popups
 from engine.features.products import Products
 from engine.features.pulse import LiveNumbers, RoomPulse, sales_source
@@ -32,6 +36,8 @@ from engine.features.seckill_node import Seckill
 from engine.features.shares import Shares
 from engine.gateway.dispatch import Dispatcher
 from engine.gateway.gateway import Gateway
+from engine.gateway.handlers import coupons as coupon_handlers
+from engine.gateway.handlers import follows as follow_handlers
 from engine.gateway.handlers import reservations as reservation_handlers
 from engine.gateway.handlers import room as room_handlers
 from engine.gateway.handlers import seckill as seckill_handlers
@@ -43,14 +49,18 @@ from engine.protocol.client import Danmaku, clean_text
 from engine.scheduler import Scheduler
 from engine.stats import NodeStats
 from engine.store.antifraud import AntiFraudStore
+from engine.store.coupons import CouponStore
 from engine.store.devredis import private_redis
+from engine.store.follows import FollowStore
 from engine.store.jobs import JobStore
+from engine.store.lottery import LotteryStore
 from engine.store.rooms import RoomStore
 from engine.store.seckill import SeckillStore
 from engine.store.store import Store, open_redis
 
 log = structlog.get_logger("engine")
 
+_F = TypeVar("_F")
 SHUTDOWN_TIMEOUT_S = 5.0
 DRAIN_TIMEOUT_S = 5.0
 
@@ -84,6 +94,9 @@ class _Services:
     shares: Shares
     numbers: LiveNumbers
     antifraud: AntiFraud | None = None
+    coupons: Coupons | None = None
+    follows: Follows | None = None
+    lottery: Lottery | None = None
 
 
 class Engine:
@@ -177,6 +190,17 @@ class Engine:
             reservations = Reservations(room_store)
             scheduler.register(REMINDER_JOB, reservations.run_reminders)
             reservation_handlers.register(dispatcher, reservations)
+            counters = TickCounters(store, max(rooms.tick_s, config.promo_counter_interval_s))
+            cap = config.event_stream_maxlen
+            coupons = Coupons(config, CouponStore(redis, event_maxlen=cap), popups, scheduler,
+                              counters)  # fmt: skip
+            follows = Follows(FollowStore(redis, event_maxlen=cap))
+            lottery = Lottery(config, LotteryStore(redis, event_maxlen=cap), popups, scheduler,
+                              counters)  # fmt: skip
+            chat.listeners.append(lottery.on_danmaku)  # keyword entries
+            coupon_handlers.register(dispatcher, coupons, guard)
+            follow_handlers.register(dispatcher, follows, lottery, guard)
+            rooms.on_popup = _both(lottery.popup_delivered, rooms.on_popup)
             presence = Presence(
                 store,
                 grace_s=config.presence_grace_s,
@@ -209,9 +233,13 @@ class Engine:
             )
             numbers = LiveNumbers(room_store)
             numbers.add_source("sales", sales_source(seckill_store))
+            numbers.add_source("coupons", lambda room: coupon_numbers(coupons, room))
+            numbers.add_source("lotteries", lambda room: lottery_numbers(lottery, room))
+            numbers.add_source("follows", follows.numbers)
             self._services = _Services(
                 store, chat, popups, likes, gateway, rooms, seckill, products,
-                lifecycle, reservations, Shares(room_store), numbers, guard,
+                lifecycle, reservations, Shares(room_store, coupons.for_share), numbers, guard,
+                coupons, follows, lottery,
             )  # fmt: skip
             try:
                 async with trio.open_nursery() as nursery:
@@ -222,6 +250,8 @@ class Engine:
                         await nursery.start(guard.run)
                     await nursery.start(likes.run)
                     await nursery.start(seckill.run)
+                    await nursery.start(counters.run)
+                    await nursery.start(coupons.run)
                     ws_port = await nursery.start(gateway.serve, ws_socket)
                     await nursery.start(scheduler.run)
                     await nursery.start(pulse.run)
@@ -262,6 +292,22 @@ class Engine:
         if guard is None:
             raise RuntimeError("anti-fraud is switched off (antifraud = false)")
         return guard
+
+    @property
+    def coupons(self) -> Coupons:
+        """Coupon batches of the running node: create, drop, schedule, end, status, list, share
+        coupon (docs/coupons.md; the control plane calls it)."""
+        return _need(self._running().coupons)
+
+    @property
+    def lottery(self) -> Lottery:
+        """Lotteries of the running node: create, draw, cancel, claim, status, list, entrants
+        (docs/lottery.md; the control plane calls it)."""
+        return _need(self._running().lottery)
+
+    @property
+    def follows(self) -> Follows:
+        return _need(self._running().follows)
 
     def _running(self) -> _Services:
         if self._services is None:
@@ -406,10 +452,16 @@ class Engine:
         return await self._running().reservations.cancel(room, user, source)
 
     async def record_share(
-        self, room: str, share_id: str, user: str, channel: str | None = None
+        self,
+        room: str,
+        share_id: str,
+        user: str,
+        channel: str | None = None,
+        batch: str | None = None,
     ) -> dict[str, Any]:
-        """The host reports a share; idempotent by `share_id` (a share.recorded event once)."""
-        return await self._running().shares.record(room, share_id, user, channel)
+        """The host reports a share; idempotent by `share_id` (a share.recorded event once). A
+        coupon of `batch` (or of the room's share coupon) is granted through the claim script."""
+        return await self._running().shares.record(room, share_id, user, channel, batch)
 
     async def live_numbers(self, room: str) -> dict[str, Any]:
         """Online, peak, likes, danmaku rate and total, running sales."""
@@ -449,3 +501,21 @@ def _address(
 
 def _public(address: NodeAddress) -> dict[str, object]:
     return {"node": address.node_id, "ws_url": address.ws_url, "http_url": address.http_url}
+
+
+def _need(feature: _F | None) -> _F:
+    if feature is None:
+        raise RuntimeError("the engine is not running: start Engine.serve first")
+    return feature
+
+
+def _both(first: Any, second: Any) -> Any:
+    """Two fan-out popup hooks as one (either may be None)."""
+    if second is None:
+        return first
+
+    def hook(room: str, item: dict[str, Any]) -> None:
+        first(room, item)
+        second(room, item)
+
+    return hook

@@ -21,6 +21,8 @@ from engine.errors import StoreUnavailable
 from engine.fanout.broadcaster import RoomBroadcaster
 from engine.fanout.room import LocalRoom, PopupHook, Sink
 from engine.fanout.sequencer import Step, Verdict
+from engine.features.coupons import coupon_views
+from engine.features.lottery import lottery_views
 from engine.features.popups import current_popup
 from engine.features.products import cards_view
 from engine.features.seckill import sale_views
@@ -211,6 +213,8 @@ class RoomRegistry:
             phrases=state.get("phrases") or [],
             cards=cards_view(state.get("cards")),
             sales=sale_views(state, now),
+            coupons=coupon_views(state, now),
+            lotteries=lottery_views(state),
         )
 
     def _on_bus_state(self, up: bool) -> None:

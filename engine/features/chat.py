@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.errors import ErrorCode, ProtocolError
@@ -52,6 +53,9 @@ class Chat:
         self._max_text = max_text_chars
         # danmaku sent per room since the live-number pulse last took them (features/pulse.py)
         self.sent: dict[str, int] = {}
+        # called with (room, sender, item) after a danmaku went out (lottery keyword entries);
+        # a listener must not raise
+        self.listeners: list[Callable[[str, Identity, dict[str, Any]], Awaitable[None]]] = []
 
     def take_sent(self) -> dict[str, int]:
         sent, self.sent = self.sent, {}
@@ -66,6 +70,8 @@ class Chat:
         item = chat_item(identity, message, phrases, self.next_id(), now_ms())
         published = await self._store.publish(room, {"k": "chat", "m": item})
         self.sent[room] = self.sent.get(room, 0) + 1
+        for listener in self.listeners:
+            await listener(room, identity, item)
         return {**item, "seq": published.seq}
 
     async def pin(self, room: str, text: str, by: Identity | None = None) -> dict[str, Any]:

@@ -114,7 +114,37 @@ class Click:
     type: str = "click"
 
 
-ClientMessage = Danmaku | Like | Ping | Pin | Unpin | Leave | Reserve | Unreserve | Grab | Click
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Claim a coupon of a dropped batch. `rid` is required: it is the idempotency key (a retry
+    with the same rid gets the first answer again)."""
+
+    batch: str
+    rid: RequestId = None
+    type: str = "claim"
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    """Follow the room's anchor (idempotent); it also enters lotteries that take follows."""
+
+    rid: RequestId = None
+    type: str = "follow"
+
+
+@dataclass(frozen=True, slots=True)
+class LotteryEnter:
+    """Enter a lottery explicitly (keyword lotteries also take the keyword as a danmaku)."""
+
+    lottery: str
+    rid: RequestId = None
+    type: str = "lottery_enter"
+
+
+ClientMessage = (
+    Danmaku | Like | Ping | Pin | Unpin | Leave | Reserve | Unreserve | Grab | Click | Claim
+    | Follow | LotteryEnter
+)  # fmt: skip
 
 
 def to_wire(message: ClientMessage) -> dict[str, Any]:
@@ -222,6 +252,16 @@ def _click(obj: dict[Any, Any], rid: RequestId, limits: Limits) -> Click:
     return Click(product=_object_id(obj.get("product"), "product", OBJECT_ID), rid=rid)
 
 
+def _claim(obj: dict[Any, Any], rid: RequestId, limits: Limits) -> Claim:
+    if rid is None:
+        raise _bad("rid", "a claim needs a request id (its idempotency key)")
+    return Claim(batch=_object_id(obj.get("batch"), "batch", SALE_ID), rid=rid)
+
+
+def _lottery_enter(obj: dict[Any, Any], rid: RequestId, limits: Limits) -> LotteryEnter:
+    return LotteryEnter(lottery=_object_id(obj.get("lottery"), "lottery", SALE_ID), rid=rid)
+
+
 _Parser = Callable[[dict[Any, Any], RequestId, Limits], "ClientMessage"]
 _PARSERS: Final[dict[str, _Parser]] = {
     "danmaku": _danmaku,
@@ -234,6 +274,9 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "unreserve": lambda obj, rid, limits: Unreserve(rid=rid),
     "grab": _grab,
     "click": _click,
+    "claim": _claim,
+    "follow": lambda obj, rid, limits: Follow(rid=rid),
+    "lottery_enter": _lottery_enter,
 }
 CLIENT_TYPES: Final = frozenset(_PARSERS)
 

@@ -28,6 +28,8 @@ SERVER_TYPES: Final = frozenset(
         "pinned",
         "phrases",
         "stock",
+        "coupon_left",
+        "lottery_entrants",
         "result",
         "pong",
         "error",
@@ -100,9 +102,12 @@ def snapshot(
     phrases: Sequence[dict[str, Any]],
     cards: dict[str, Any] | None = None,
     sales: Sequence[dict[str, Any]] = (),
+    coupons: Sequence[dict[str, Any]] = (),
+    lotteries: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """`cards`: the mounted product cards {mounted: [card...], pinned: product id or null};
-    `sales`: the running flash sales with their live stock."""
+    `sales`: the running flash sales with their live stock; `coupons`: the coupon batches open
+    for claims with their counts; `lotteries`: the lotteries not yet drawn with their entrants."""
     return {
         "online": online,
         "likes": likes,
@@ -111,6 +116,8 @@ def snapshot(
         "phrases": list(phrases),
         "cards": cards if cards is not None else {"mounted": [], "pinned": None},
         "sales": list(sales),
+        "coupons": list(coupons),
+        "lotteries": list(lotteries),
     }
 
 

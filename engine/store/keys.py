@@ -220,3 +220,69 @@ def limit_overrides(room: str) -> str:
 def bot_rules(room: str) -> str:
     """Hash: bot rule -> "mode@threshold" (the room's overrides)."""
     return _room(room, "af:bot-rules")
+
+
+# --- coupons, follows and lotteries (docs/coupons.md, docs/lottery.md) -------------------------
+
+
+def coupons(room: str) -> str:
+    """Set: the room's coupon batch ids."""
+    return _room(room, "coupons")
+
+
+def share_coupon(room: str) -> str:
+    """String: the batch a share of the room grants (set_share_coupon)."""
+    return _room(room, "coupon-share")
+
+
+def _coupon(room: str, batch: str, name: str) -> str:
+    return f"{PREFIX}:{{{room}}}:coupon:{batch}:{name}"
+
+
+def coupon_batch(room: str, batch: str) -> str:
+    """Hash: a coupon batch's terms, state and counters (quantity = left + granted)."""
+    return _coupon(room, batch, "info")
+
+
+def coupon_requests(room: str, batch: str) -> str:
+    """Hash: "<user>\\n<request key>" -> the first answer (idempotent retries)."""
+    return _coupon(room, batch, "req")
+
+
+def coupon_users(room: str, batch: str) -> str:
+    """Hash: user -> the coupon id granted (one per user and batch)."""
+    return _coupon(room, batch, "users")
+
+
+def followers(room: str) -> str:
+    """Hash: user -> when they followed the anchor from this room (ms)."""
+    return _room(room, "followers")
+
+
+def lotteries(room: str) -> str:
+    """Hash: lottery id -> JSON summary (entry mode, keyword, draw time, state)."""
+    return _room(room, "lotteries")
+
+
+def _lottery(room: str, lottery: str, name: str) -> str:
+    return f"{PREFIX}:{{{room}}}:lottery:{lottery}:{name}"
+
+
+def lottery(room: str, lottery: str) -> str:
+    """Hash: a lottery's settings, seed, commitment, state and counters."""
+    return _lottery(room, lottery, "info")
+
+
+def lottery_entrants(room: str, lottery: str) -> str:
+    """Sorted set, every score 0: the entrants, so ZRANGE gives them in byte order."""
+    return _lottery(room, lottery, "entrants")
+
+
+def lottery_names(room: str, lottery: str) -> str:
+    """Hash: entrant -> display name at entry (for the winners popup)."""
+    return _lottery(room, lottery, "names")
+
+
+def lottery_winners(room: str, lottery: str) -> str:
+    """Hash: winner -> "rank\\tstate\\tclaim_until\\tref" (state won, claimed or expired)."""
+    return _lottery(room, lottery, "winners")

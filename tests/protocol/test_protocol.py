@@ -26,7 +26,7 @@ from engine.protocol import (
     to_wire,
 )
 from engine.protocol import server as srv
-from engine.protocol.client import Click, Grab, Reserve, Unreserve
+from engine.protocol.client import Claim, Click, Follow, Grab, LotteryEnter, Reserve, Unreserve
 from engine.protocol.wsframe import data_frame, encode_frame
 
 LIMITS = Limits(max_message_bytes=4096, max_text_chars=200, max_likes=100)
@@ -59,6 +59,13 @@ client_messages = st.one_of(
     st.builds(Click, product=user_ids, rid=rids),
     st.builds(Reserve, rid=rids),
     st.builds(Unreserve, rid=rids),
+    st.builds(
+        Claim,
+        batch=st.from_regex(r"\A[A-Za-z0-9_-]{1,48}\Z"),
+        rid=st.integers(-(2**52), 2**52) | st.text(min_size=1, max_size=64),
+    ),
+    st.builds(Follow, rid=rids),
+    st.builds(LotteryEnter, lottery=st.from_regex(r"\A[A-Za-z0-9_-]{1,48}\Z"), rid=rids),
 )
 
 
@@ -72,7 +79,7 @@ def test_every_client_message_round_trips_in_both_codecs(message: Any, codec: st
 
 def test_every_client_type_is_covered_by_the_round_trip() -> None:
     assert {"danmaku", "like", "ping", "pin", "unpin", "leave", "grab", "click", "reserve",
-            "unreserve"} == CLIENT_TYPES  # fmt: skip
+            "unreserve", "claim", "follow", "lottery_enter"} == CLIENT_TYPES  # fmt: skip
 
 
 json_values = st.recursive(
@@ -159,7 +166,7 @@ def test_arbitrary_bytes_never_raise_anything_but_protocol_error(
 hostile_objects = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=300) | st.binary(max_size=50),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["type", "rid", "text", "phrase", "reply_to", "count", "sale", "qty", "product", "x"]), inner, max_size=6
+        st.sampled_from(["type", "rid", "text", "phrase", "reply_to", "count", "sale", "qty", "product", "batch", "lottery", "x"]), inner, max_size=6
     ),
     max_leaves=12,
 )  # fmt: skip
@@ -168,7 +175,7 @@ hostile_objects = st.recursive(
 # maps that look like client messages (a known type) with hostile field values
 typed_hostile = st.fixed_dictionaries(
     {"type": st.sampled_from(sorted(CLIENT_TYPES)) | st.text(max_size=5)},
-    optional=dict.fromkeys(["rid", "text", "phrase", "reply_to", "count", "sale", "qty", "room", "product"], hostile_objects),
+    optional=dict.fromkeys(["rid", "text", "phrase", "reply_to", "count", "sale", "qty", "room", "product", "batch", "lottery"], hostile_objects),
 )
 
 
@@ -216,6 +223,12 @@ def test_arbitrary_objects_never_raise_anything_but_protocol_error(obj: Any) -> 
         ({"type": "grab", "rid": 1, "sale": "s1", "room": "{x}"}, ErrorCode.BAD_FIELD),
         ({"type": "click"}, ErrorCode.BAD_FIELD),
         ({"type": "click", "product": ["p"]}, ErrorCode.BAD_FIELD),
+        ({"type": "claim", "batch": "b1"}, ErrorCode.BAD_FIELD),  # no rid: no idempotency key
+        ({"type": "claim", "rid": 1}, ErrorCode.BAD_FIELD),
+        ({"type": "claim", "rid": 1, "batch": "b.1"}, ErrorCode.BAD_FIELD),
+        ({"type": "claim", "rid": 1, "batch": "b" * 49}, ErrorCode.BAD_FIELD),
+        ({"type": "lottery_enter"}, ErrorCode.BAD_FIELD),
+        ({"type": "lottery_enter", "lottery": 7}, ErrorCode.BAD_FIELD),
     ],
 )
 def test_invalid_messages_get_their_stable_code(message: Any, code: ErrorCode) -> None:

@@ -19,6 +19,8 @@ MODULES: Final = (
     "engine.control.commands.numbers",
     "engine.control.commands.seckill",
     "engine.control.commands.antifraud",
+    "engine.control.commands.coupons",
+    "engine.control.commands.lottery",
 )
 
 

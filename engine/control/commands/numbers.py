@@ -31,6 +31,16 @@ class LiveNumbersResult(Result):
     danmaku_per_s: float = Field(description="danmaku per second over the last 5 whole seconds")
     danmaku_total: int = Field(description="danmaku sent this session")
     sales: list[SaleNumbers] = Field(default_factory=list, description="running flash sales")
+    coupons: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="live coupon batches: {batch, title, quantity, left, granted, claim_until}",
+    )
+    lotteries: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="lotteries not yet drawn: {lottery, prize, state, entrants, draw_at}",
+    )
+    new_follows: int = Field(0, description="new follows this session")
+    followers: int = Field(0, description="users who ever followed from this room")
     ts: int
 
 

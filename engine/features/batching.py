@@ -1,0 +1,134 @@
+"""Group commit: requests for the same thing (one coupon batch, ...) that arrive on a node close
+together go to Redis in one script call, each caller still getting its own answer.
+
+The same policy as the flash-sale grab batcher (docs/seckill.md, "Batching"): a request waits at
+most `window_s` to gather; while `in_flight` calls for a key are under way, new requests queue
+and leave together in the next one, so batches grow with the load; at most `max_batch` per call;
+beyond `max_pending` queued requests a node answers "overloaded" at once instead of queueing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+import structlog
+import trio
+
+from engine.errors import StoreUnavailable
+
+log = structlog.get_logger("engine.batching")
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Overloaded(Exception):
+    """The node queues too many requests already (or is not running): answer `unavailable`."""
+
+
+class _Slot(Generic[R]):
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: R | None = None
+        self.error: StoreUnavailable | None = None
+
+
+class _Queue(Generic[K, T, R]):
+    __slots__ = ("draining", "key", "pending", "slots")
+
+    def __init__(self, key: K, in_flight: int) -> None:
+        self.key = key
+        self.pending: list[tuple[T, _Slot[R]]] = []
+        self.draining = False
+        self.slots = trio.Semaphore(in_flight)
+
+
+class GroupCommit(Generic[K, T, R]):
+    """`decide(key, items)` answers a batch of items of one key, in order (one script call)."""
+
+    def __init__(
+        self,
+        decide: Callable[[K, list[T]], Awaitable[list[R]]],
+        *,
+        window_s: float,
+        max_batch: int,
+        in_flight: int,
+        max_pending: int,
+    ) -> None:
+        self._decide = decide
+        self._window_s = max(0.0, window_s)
+        self._max_batch = max(1, max_batch)
+        self._in_flight = max(1, in_flight)
+        self._max_pending = max_pending
+        self._queues: dict[K, _Queue[K, T, R]] = {}
+        self._pending = 0
+        self._nursery: trio.Nursery | None = None
+        self.calls = 0
+        self.items = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    async def submit(self, key: K, item: T) -> R:
+        """The answer to `item`. Raises Overloaded, or StoreUnavailable when its call failed."""
+        if self._pending >= self._max_pending or self._nursery is None:
+            raise Overloaded
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue(key, self._in_flight)
+        slot: _Slot[R] = _Slot()
+        queue.pending.append((item, slot))
+        self._pending += 1
+        if not queue.draining:
+            queue.draining = True
+            self._nursery.start_soon(self._drain, queue)
+        await slot.done.wait()
+        if slot.error is not None:
+            raise slot.error
+        return slot.value  # type: ignore[return-value]
+
+    async def _drain(self, queue: _Queue[K, T, R]) -> None:
+        assert self._nursery is not None
+        try:
+            while queue.pending:
+                if len(queue.pending) < self._max_batch and self._window_s:
+                    await trio.sleep(self._window_s)
+                await queue.slots.acquire()
+                batch = queue.pending[: self._max_batch]
+                del queue.pending[: self._max_batch]
+                self._pending -= len(batch)
+                self._nursery.start_soon(self._call, queue, batch)
+        finally:
+            queue.draining = False
+            if not queue.pending and queue.slots.value == self._in_flight:
+                self._queues.pop(queue.key, None)
+
+    async def _call(self, queue: _Queue[K, T, R], batch: list[tuple[T, _Slot[R]]]) -> None:
+        try:
+            try:
+                answers = await self._decide(queue.key, [item for item, _ in batch])
+            except Exception as exc:  # every caller gets an answer; the node goes on
+                if not isinstance(exc, StoreUnavailable):
+                    log.exception("batch decision failed", key=str(queue.key))
+                    exc = StoreUnavailable(f"batch decision failed: {type(exc).__name__}")
+                for _, slot in batch:
+                    slot.error = exc
+                    slot.done.set()
+                return
+            self.calls += 1
+            self.items += len(batch)
+            for (_, slot), answer in zip(batch, answers, strict=True):
+                slot.value = answer
+                slot.done.set()
+        finally:
+            queue.slots.release()
