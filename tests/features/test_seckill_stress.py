@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from engine import Engine
 from engine.store import keys
@@ -24,7 +24,7 @@ STOCK = 1000
 LIMIT = 2
 USERS = 1000  # more users than stock / limit: the sale sells out
 RIDS = [*range(14), 0, 1, 2, 3, 4, 5]  # 20 grabs per user (pipelined), 6 of them retries
-CONCURRENCY = 250
+CONCURRENCY = 200
 PRODUCTS = [{"id": "phone", "name": "Phone", "image": "https://i/p.png", "price": 99900,
              "stock": STOCK}]  # fmt: skip
 
@@ -42,26 +42,36 @@ async def test_20000_grabs_from_two_nodes_sell_exactly_the_stock(
     answers: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     todo = list(range(USERS))
 
+    reconnects = 0
+
     async def client(node: Engine) -> None:
-        # one process runs both nodes and every client: a join may wait a while for its turn
+        # One process runs both nodes and every client, so a join may wait its turn, and may be
+        # told to come back (1013, Redis slow to answer): like a real client, reconnect and
+        # send again what was not answered (same rids: the retries are idempotent).
+        nonlocal reconnects
         assert node.address is not None
         while todo:
             user = f"user{todo.pop()}"
             url = f"{node.address.ws_url}?token={node.mint_token(user, room)}"
-            async with open_websocket_url(url, subprotocols=["json"]) as ws:
-                with trio.fail_after(60):
-                    assert orjson.loads(await ws.get_message())["type"] == "welcome"
-                for rid in RIDS:
-                    await ws.send_message(
-                        orjson.dumps({"type": "grab", "sale": "big", "rid": rid}).decode()
-                    )
-                results = answers[user]
-                with trio.fail_after(60):
-                    while len(results) < len(RIDS):
-                        message = orjson.loads(await ws.get_message())
-                        if message["type"] == "result":
-                            results.append((message["rid"], message))
-            assert len(results) == len(RIDS), (user, results)
+            pending, results = list(RIDS), answers[user]
+            for _ in range(5):
+                try:
+                    async with open_websocket_url(url, subprotocols=["json"]) as ws:
+                        with trio.fail_after(60):
+                            assert orjson.loads(await ws.get_message())["type"] == "welcome"
+                        for rid in pending:
+                            grab = {"type": "grab", "sale": "big", "rid": rid}
+                            await ws.send_message(orjson.dumps(grab).decode())
+                        with trio.fail_after(60):
+                            while pending:
+                                message = orjson.loads(await ws.get_message())
+                                if message["type"] == "result":
+                                    pending.remove(message["rid"])
+                                    results.append((message["rid"], message))
+                    break
+                except ConnectionClosed:
+                    reconnects += 1
+            assert not pending and len(results) == len(RIDS), (user, results)
 
     with trio.fail_after(240):
         async with trio.open_nursery() as nursery:
@@ -117,4 +127,6 @@ async def test_20000_grabs_from_two_nodes_sell_exactly_the_stock(
     assert reserved == granted
     shortcut = sum(n._running().seckill.stats.shortcut for n in nodes)
     batched = sum(n._running().seckill.stats.batched_grabs for n in nodes)
-    assert shortcut + batched == 20_000 and batched < 20_000  # sold-out grabs answered locally
+    # sold-out grabs were answered by the nodes themselves (resent grabs count twice)
+    assert shortcut + batched >= 20_000 and batched < 20_000
+    assert reconnects < USERS // 10, reconnects
