@@ -160,6 +160,10 @@ async def _run(config: Config, out: TextIO) -> None:
                 f"  try:              .venv/bin/python -m websockets "
                 f'"{address.ws_url}?token=$({mint})"\n'
             )
+        if config.demo_pages:
+            from engine.web import demo_banner
+
+            out.write(demo_banner(address.http_url, dev=config.dev))
         out.flush()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:

@@ -45,7 +45,14 @@ class Config:
         "the token's kid header picks the key",
     )
     token_leeway_s: float = _opt(5.0, "clock skew allowed when checking exp/iat")
-    dev: bool = _opt(False, "development mode: generates a key set under data_dir if none given")
+    dev: bool = _opt(
+        False,
+        "development mode: generates a key set under data_dir if none given, and serves "
+        "/demo/token (demo viewer and anchor tokens; never without --dev)",
+    )
+    demo_pages: bool = _opt(
+        True, "serve the JS client, demo viewer page and anchor console under /demo/ (HTTP port)"
+    )
     # --- protocol limits -----------------------------------------------------------------
     max_message_bytes: int = _opt(4096, "largest client message accepted; larger -> too_large")
     hard_message_bytes: int = _opt(65536, "a client message this large closes the socket (1009)")

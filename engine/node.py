@@ -57,6 +57,7 @@ from engine.store.lottery import LotteryStore
 from engine.store.rooms import RoomStore
 from engine.store.seckill import SeckillStore
 from engine.store.store import Store, open_redis
+from engine.web import engine_web_routes
 
 log = structlog.get_logger("engine")
 
@@ -258,7 +259,8 @@ class Engine:
                     control_socket = None
                     if (socket_path := config.control_socket_path()) is not None:
                         control_socket = await nursery.start(self.control.serve_unix, socket_path)
-                    app = build_app(self.metrics, self._health, self.control.routes())
+                    routes = [*self.control.routes(), *engine_web_routes(self)]
+                    app = build_app(self.metrics, self._health, routes)
                     http_port = await nursery.start(serve_http, app, config.host, config.http_port)
                     self.address = _address(config, self.node_id, ws_port, http_port, redis_url)
                     self.address = dataclasses.replace(self.address, control_socket=control_socket)

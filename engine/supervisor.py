@@ -130,7 +130,12 @@ class Supervisor:
             lines.append(
                 "  dev token:        .venv/bin/engine token --dev --user alice --room demo"
             )
-        return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        if c.demo_pages and c.http_port:  # any worker serves the pages: show the first
+            from engine.web import demo_banner
+
+            text += demo_banner(f"http://{host}:{c.http_port}", dev=c.dev)
+        return text
 
 
 class _given:

@@ -1,4 +1,5 @@
-"""The built wheel carries every package and every Lua script, and works outside the checkout."""
+"""The built wheel carries every package, every Lua script and the web client's files, and works
+outside the checkout."""
 
 from __future__ import annotations
 
@@ -27,4 +28,8 @@ def test_wheel_contains_every_package_and_lua_script(tmp_path: Path) -> None:
     lua = ROOT / "scripts" / "lua"
     for script in [*lua.glob("*.lua"), *lua.glob("lib/*.lua")]:
         inside = f"engine/lua/{script.relative_to(lua)}"
+        assert inside in names, f"{inside} is missing from the wheel"
+    static = ROOT / "engine" / "web" / "static"  # the JS client and the demo pages
+    for asset in (p for p in static.rglob("*") if p.is_file()):
+        inside = f"engine/web/static/{asset.relative_to(static)}"
         assert inside in names, f"{inside} is missing from the wheel"
