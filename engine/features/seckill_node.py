@@ -196,8 +196,11 @@ class Seckill:
             self._flush_replies()
             if view is not None:
                 self.observe(queue.room, queue.sale, view)
-            if sold_out_now:
-                self._spawn(self._announce_sold_out, queue.room, queue.sale)
+            if sold_out_now and view is not None:
+                # the popup carries the stock: no separate stock frame for this version
+                key = (queue.room, queue.sale)
+                self._published[key] = max(self._published.get(key, -1), view.ver)
+                self._spawn(self._announce_sold_out, queue.room, queue.sale, view)
         finally:
             queue.slots.release()
 
@@ -275,16 +278,18 @@ class Seckill:
                 self._due.add(key)
                 log.warning("stock update not published", room=room, sale=sale, error=str(exc))
 
-    async def _announce_sold_out(self, room: str, sale: str) -> None:
-        """The grab that took the last unit was decided on this node: say it once."""
+    async def _announce_sold_out(self, room: str, sale: str, view: StockView) -> None:
+        """The grab that took the last unit was decided on this node: say it once, with the
+        stock (one frame to every viewer instead of a popup and a stock frame)."""
         try:
             info = await self._store.sale_info(room, sale)
-            await self._popups.push(
-                room, "sold_out", {"sale": sale, "product": info.get("product")},
-                ttl_s=SOLD_OUT_POPUP_TTL_S,
-            )  # fmt: skip
+            data = {"sale": sale, "product": info.get("product"), "left": view.left,
+                    "stock": view.stock, "ver": view.ver}  # fmt: skip
+            await self._popups.push(room, "sold_out", data, ttl_s=SOLD_OUT_POPUP_TTL_S)
         except StoreUnavailable as exc:
             log.warning("sold-out popup not pushed", room=room, sale=sale, error=str(exc))
+            self._published.pop((room, sale), None)  # the stock frame goes instead
+            self._due.add((room, sale))
 
     # --- the expiry sweeper --------------------------------------------------------------
 
