@@ -257,6 +257,26 @@ test('a silent connection is dropped by the client and replaced', async () => {
   assert.equal(ws.closed.code, 4000);
 });
 
+test('a quiet connection that answers its pings is kept, however late the timers fire', async () => {
+  // a background tab: timer ticks (60 ms here) far apart compared with deadAfterMs (30 ms)
+  const c = client({ pingIntervalMs: 60, deadAfterMs: 30 });
+  const ws = await joined(c);
+  const answered = new Set();
+  const deadline = Date.now() + 400;
+  while (Date.now() < deadline) {
+    for (const ping of ws.sentOf('ping')) {
+      if (!answered.has(ping.rid)) {
+        answered.add(ping.rid);
+        ws.serverSend({ type: 'pong', rid: ping.rid, ts: Date.now() });
+      }
+    }
+    await sleep(2);
+  }
+  assert.ok(answered.size >= 3, `pinged ${answered.size} times`);
+  assert.equal(FakeSocket.all.length, 1, 'never dropped');
+  assert.equal(c.state, 'open');
+});
+
 test('refusals a retry cannot fix stop the client; a token provider replaces an expired token', async () => {
   const banned = client();
   const closes = [];

@@ -223,10 +223,54 @@ const SCENARIOS = {
     return { reply, log: await console_.evaluate(() => window.demo.log.map((l) => `${l.method}:${l.ok}`)) };
   },
 
+  /** Coupons and a lottery from the console: the viewers' popups, claims, live counts, entry
+   * by keyword and by follow, the draw and its winners. */
+  async promos({ browser, base, room }) {
+    const console_ = await openConsole(browser, base, room);
+    const alice = await openViewer(browser, base, room, 'alice');
+    const bob = await openViewer(browser, base, room, 'bob');
+    await console_.fill('#coupon-value', '10');
+    await console_.fill('#coupon-threshold', '99');
+    await console_.fill('#coupon-quantity', '2');
+    await console_.click('#coupon-drop');
+    await alice.waitForSelector('#coupon:not([hidden])');
+    check((await alice.textContent('#coupon-amount')) === '¥10 off', 'the coupon popup shows its value');
+    await alice.waitForSelector('#coupon-meta[data-left="2"]');
+    await alice.click('#coupon-claim');
+    await alice.waitForSelector('#coupon-result[data-code="ok"]');
+    await bob.waitForSelector('#coupon-meta[data-left="1"]');
+    await bob.click('#coupon-claim');
+    await bob.waitForSelector('#coupon-result[data-code="ok"]');
+    await alice.waitForSelector('#coupon-meta[data-left="0"]');
+    await console_.waitForFunction(() => document.querySelector('#coupons .sale-row')?.textContent.includes('0 / 2 left'));
+
+    await console_.fill('#lottery-prize', 'A Yixing clay teapot');
+    await console_.fill('#lottery-winners', '1');
+    await console_.selectOption('#lottery-entry', 'both');
+    await console_.fill('#lottery-keyword', 'teapot');
+    await console_.click('#lottery-start');
+    await alice.waitForSelector('#lottery[data-state="open"]:not([hidden])');
+    check((await alice.textContent('#lottery-prize')) === 'A Yixing clay teapot', 'the lottery popup shows the prize');
+    await alice.click('#lottery-enter'); // sends the keyword as a danmaku
+    await alice.waitForSelector('#lottery-result[data-code="ok"]');
+    await bob.click('#follow'); // a follow enters too
+    await bob.waitForSelector('#follow[data-following="true"]');
+    await alice.waitForSelector('#lottery-how[data-entrants="2"]');
+    await console_.waitForFunction(() => document.querySelector('#lotteries .entrants')?.textContent.startsWith('2 entered'));
+    await console_.click('#lotteries button:text-is("Draw")');
+    for (const page of [alice, bob]) await page.waitForSelector('#lottery[data-state="drawn"]:not([hidden])');
+    const winners = await alice.$$eval('#lottery-winners li', (nodes) => nodes.map((n) => n.dataset.user));
+    check(winners.length === 1 && ['alice', 'bob'].includes(winners[0]), 'one winner, an entrant', winners);
+    const winner = winners[0] === 'alice' ? alice : bob;
+    check((await winner.textContent('#lottery-how')).includes('You won'), 'the winner is told');
+    return { winners, coupon: await bob.textContent('#coupon-meta') };
+  },
+
   /** A room in full swing, for the screenshots in docs/ (`make screenshots`). */
   async showcase({ browser, base, room, out }) {
     const console_ = await openConsole(browser, base, room);
-    const alice = await openViewer(browser, base, room, 'alice', { name: 'Alice' });
+    const alice = await openViewer(browser, base, room, 'alice',
+      { name: 'Alice', params: { title: 'Spring tea live 🍵' } });
     const bob = await openViewer(browser, base, room, 'bob', { name: 'Bob', params: { codec: 'msgpack' } });
     const carol = await openViewer(browser, base, room, 'carol', { name: 'Carol' });
     await console_.fill('#pin-text', 'Spring tea festival: flash sale every 30 minutes 🍵');
@@ -245,6 +289,18 @@ const SCENARIOS = {
     for (const page of [alice, bob, carol]) {
       for (let i = 0; i < 6; i++) await page.click('#like-button');
     }
+    await console_.fill('#coupon-quantity', '500');
+    await console_.click('#coupon-drop');
+    await bob.waitForSelector('#coupon:not([hidden])');
+    await bob.click('#coupon-claim');
+    await console_.fill('#lottery-draw-in', '600');
+    await console_.selectOption('#lottery-entry', 'both');
+    await console_.click('#lottery-start');
+    await carol.waitForSelector('#lottery:not([hidden])');
+    await carol.click('#lottery-enter');
+    await bob.click('#follow');
+    await console_.waitForFunction(() => document.querySelector('#lotteries .entrants')?.textContent.startsWith('2 entered'));
+    for (const id of ['#lottery', '#coupon']) await alice.click(`${id} [data-close]`);
     await console_.selectOption('#sale-product', 'tea');
     await console_.fill('#sale-price', '99');
     await console_.fill('#sale-stock', '100');
@@ -257,6 +313,7 @@ const SCENARIOS = {
     await alice.waitForSelector('#seckill-stock[data-left="98"]');
     await say(carol, 'Got it!! 🎉🎉');
     await waitForChat(alice, ['Got it!! 🎉🎉']);
+    await console_.hover('#chat .msg[data-user="carol"] >> nth=-1');
     await alice.waitForSelector('#like-total[data-total="18"]');
     await console_.waitForSelector('#n-likes[data-value="18"]');
     await console_.waitForFunction(() => document.querySelector('#sales .sale-row')?.textContent.includes('98 / 100'));

@@ -5,6 +5,7 @@ pages show and fails with a screenshot of every page in the test's tmp dir."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +87,22 @@ async def test_anchor_console_pins_replies_mutes_and_shows_numbers(
     assert all(entry.endswith(":true") for entry in details["log"]), details["log"]
 
 
+async def test_coupon_and_lottery_from_the_console(
+    start_engine: StartEngine, room: str, tmp_path: Path
+) -> None:
+    """The anchor drops 2 coupons: two viewers claim them, the count falls to 0 everywhere; a
+    lottery (keyword or follow): one viewer sends the keyword, the other follows, 2 entrants;
+    the anchor draws: one winner, told so."""
+    details = await _run("promos", start_engine, room, tmp_path)
+    assert len(details["winners"]) == 1 and details["coupon"].endswith("0 / 2 left")
+
+
 async def test_screenshots_of_both_pages(
     start_engine: StartEngine, room: str, tmp_path: Path
 ) -> None:
-    """The room in full swing (what docs/demo-*.png show; `make screenshots` refreshes them)."""
-    details = await _run("showcase", start_engine, room, tmp_path)
+    """The room in full swing: what docs/demo-viewer.png and docs/demo-console.png show
+    (`make screenshots` runs this with SCREENSHOTS_DIR=docs to refresh them)."""
+    out = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
+    details = await _run("showcase", start_engine, room, out)
     for path in details["screenshots"]:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -272,56 +272,104 @@ function setupControls() {
 // --------------------------------------------------------------------------------------------
 // coupons and lotteries: shown when this engine has their commands
 
+const newId = (prefix) => `${prefix}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 5)}`;
+const field = (label, input) => el('label', {}, label, input);
+
 function renderFeaturePanels() {
   const has = (name) => state.commands.has(name);
   const coupon = $('coupon-panel');
   if (has('drop_coupon')) {
     coupon.replaceChildren(
       el('div', { class: 'row' },
-        el('label', {}, 'Title', el('input', { id: 'coupon-title', value: '¥10 off tea' })),
-        el('label', {}, 'Amount (¥)', el('input', { id: 'coupon-amount', type: 'number', value: '10' }))),
+        field('Title', el('input', { id: 'coupon-title', value: '¥10 off orders from ¥99' })),
+        field('Kind', el('select', { id: 'coupon-kind' },
+          el('option', { value: 'threshold' }, 'off an order from…'),
+          el('option', { value: 'no_threshold' }, 'off any order'),
+          el('option', { value: 'percent' }, '% off')))),
       el('div', { class: 'row' },
-        el('label', {}, 'Quantity', el('input', { id: 'coupon-quantity', type: 'number', value: '100' })),
-        el('label', {}, 'Min spend (¥)', el('input', { id: 'coupon-min', type: 'number', value: '50' }))),
-      el('div', { class: 'row' }, el('button', {
-        class: 'btn primary', type: 'button', id: 'coupon-drop',
-        onclick: () => run('drop_coupon', {
-          title: $('coupon-title').value,
-          amount: Math.round(Number($('coupon-amount').value) * 100),
-          quantity: Number($('coupon-quantity').value),
-          min_spend: Math.round(Number($('coupon-min').value) * 100),
-        }),
-      }, '🎟️ Drop coupon')));
+        field('Value (¥ or %)', el('input', { id: 'coupon-value', type: 'number', min: '1', value: '10' })),
+        field('From (¥)', el('input', { id: 'coupon-threshold', type: 'number', min: '0', value: '99' })),
+        field('Quantity', el('input', { id: 'coupon-quantity', type: 'number', min: '1', value: '100' }))),
+      el('div', { class: 'row' },
+        el('button', { class: 'btn primary', type: 'button', id: 'coupon-drop', onclick: dropCoupon }, '🎟️ Drop coupon')),
+      el('div', { class: 'sales', id: 'coupons' }));
   } else {
     coupon.replaceChildren(el('div', { class: 'note', id: 'coupon-missing' },
-      'This engine has no coupon commands yet (drop_coupon): the panel appears when it does.'));
+      'This engine has no coupon commands (drop_coupon).'));
   }
   const lottery = $('lottery-panel');
-  if (has('start_lottery') && has('draw_lottery')) {
+  if (has('create_lottery') && has('draw_lottery')) {
     lottery.replaceChildren(
       el('div', { class: 'row' },
-        el('label', {}, 'Prize', el('input', { id: 'lottery-prize', value: 'A Yixing teapot' })),
-        el('label', {}, 'Winners', el('input', { id: 'lottery-winners', type: 'number', value: '3' }))),
+        field('Prize', el('input', { id: 'lottery-prize', value: 'A Yixing clay teapot' })),
+        field('Winners', el('input', { id: 'lottery-winners', type: 'number', min: '1', value: '3' }))),
       el('div', { class: 'row' },
-        el('label', {}, 'Keyword to enter', el('input', { id: 'lottery-keyword', value: 'tea' }))),
+        field('Enter by', el('select', { id: 'lottery-entry' },
+          el('option', { value: 'keyword' }, 'sending a keyword'),
+          el('option', { value: 'follow' }, 'following'),
+          el('option', { value: 'both' }, 'either'))),
+        field('Keyword', el('input', { id: 'lottery-keyword', value: 'teapot' })),
+        field('Draw in (s)', el('input', { id: 'lottery-draw-in', type: 'number', min: '0', value: '0', title: '0: draw by hand' }))),
       el('div', { class: 'row' },
-        el('button', {
-          class: 'btn primary', type: 'button', id: 'lottery-start',
-          onclick: async () => {
-            const result = await run('start_lottery', {
-              prize: $('lottery-prize').value,
-              winners: Number($('lottery-winners').value),
-              keyword: $('lottery-keyword').value || undefined,
-            });
-            if (result) state.lottery = result.lottery ?? result.id;
-          },
-        }, '🎁 Start lottery'),
-        el('button', {
-          class: 'btn', type: 'button', id: 'lottery-draw',
-          onclick: () => run('draw_lottery', { lottery: state.lottery }),
-        }, 'Draw winners')));
+        el('button', { class: 'btn primary', type: 'button', id: 'lottery-start', onclick: startLottery }, '🎁 Start lottery')),
+      el('div', { class: 'sales', id: 'lotteries' }));
   } else {
     lottery.replaceChildren(el('div', { class: 'note', id: 'lottery-missing' },
-      'This engine has no lottery commands yet (start_lottery, draw_lottery): the panel appears when it does.'));
+      'This engine has no lottery commands (create_lottery, draw_lottery).'));
   }
+  if (state.chat) {
+    state.chat.on('coupon', renderCoupons);
+    state.chat.on('lottery', renderLotteries);
+    state.chat.on('snapshot', () => { renderCoupons(); renderLotteries(); });
+  }
+}
+
+async function dropCoupon() {
+  const kind = $('coupon-kind').value;
+  const value = Number($('coupon-value').value);
+  const params = {
+    batch: newId('c'),
+    kind,
+    value: kind === 'percent' ? Math.round(value) : Math.round(value * 100),
+    quantity: Number($('coupon-quantity').value),
+    title: $('coupon-title').value.trim() || undefined,
+  };
+  if (kind === 'threshold') params.threshold = Math.round(Number($('coupon-threshold').value) * 100);
+  await run('drop_coupon', params);
+}
+
+async function startLottery() {
+  const entry = $('lottery-entry').value;
+  const params = {
+    lottery: newId('l'),
+    prize: $('lottery-prize').value.trim(),
+    winners: Number($('lottery-winners').value),
+    entry,
+  };
+  if (entry !== 'follow') params.keyword = $('lottery-keyword').value.trim();
+  const drawIn = Number($('lottery-draw-in').value);
+  if (drawIn > 0) params.draw_in_s = drawIn;
+  await run('create_lottery', params);
+}
+
+function renderCoupons() {
+  const box = $('coupons');
+  if (!box || !state.chat) return;
+  box.replaceChildren(...[...state.chat.room.coupons.values()].map((c) => el('div', { class: 'sale-row', dataset: { batch: c.batch } },
+    el('div', { class: 'info' }, el('b', {}, c.title || c.batch),
+      el('div', {}, c.ended ? 'closed' : `${c.left} / ${c.quantity} left`),
+      el('div', { class: 'bar' }, el('div', { style: `width:${c.quantity ? (100 * c.left) / c.quantity : 0}%` }))),
+    c.ended ? null : el('button', { class: 'btn small', type: 'button', onclick: () => run('end_coupon', { batch: c.batch }) }, 'End'))));
+}
+
+function renderLotteries() {
+  const box = $('lotteries');
+  if (!box || !state.chat) return;
+  box.replaceChildren(...[...state.chat.room.lotteries.values()].map((l) => el('div', { class: 'sale-row', dataset: { lottery: l.lottery } },
+    el('div', { class: 'info' }, el('b', {}, l.prize),
+      el('div', { class: 'entrants' }, l.cancelled ? 'cancelled'
+        : l.drawn ? `drawn: ${l.drawn.map((w) => w.name || w.user).join(', ') || 'no entrants'}`
+          : `${l.entrants} entered · ${l.winners} to win${l.keyword ? ` · "${l.keyword}"` : ''}`)),
+    l.drawn || l.cancelled ? null : el('button', { class: 'btn small', type: 'button', onclick: () => run('draw_lottery', { lottery: l.lottery }) }, 'Draw'),
+    l.drawn || l.cancelled ? null : el('button', { class: 'btn small', type: 'button', onclick: () => run('cancel_lottery', { lottery: l.lottery }) }, 'Cancel'))));
 }

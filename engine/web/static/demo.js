@@ -124,5 +124,8 @@ export const REASONS = {
   rate_limited: 'Slow down a little', muted: 'You are muted', blocked: 'Message blocked',
   too_large: 'Too long', disconnected: 'Connection dropped — try again', timeout: 'No answer — try again',
   offline: 'Offline', forbidden: 'Not allowed', unknown_phrase: 'Unknown phrase',
+  all_claimed: 'All claimed', already_claimed: 'You already have this coupon',
+  unknown_batch: 'No such coupon', lottery_closed: 'Entries are closed',
+  follow_required: 'Follow the anchor to enter', unknown_lottery: 'No such lottery',
 };
 export const reason = (code) => REASONS[code] || code;

@@ -71,6 +71,39 @@ import { decode as msgpackDecode, encode as msgpackEncode } from './msgpack.js';
  * @property {boolean} [ended] set by the client when a `seckill_ended` popup came
  */
 /**
+ * @typedef {object} Coupon a dropped coupon batch with its live count (docs/protocol.md)
+ * @property {string} batch
+ * @property {string} [title]
+ * @property {'fixed' | 'threshold' | 'no_threshold' | 'percent'} kind
+ * @property {number} value minor units off (percent: 1..99)
+ * @property {number} [threshold] minimum order, minor units
+ * @property {string} [product] a fixed coupon's product
+ * @property {number} quantity
+ * @property {number} left
+ * @property {number} [ver] count version: a higher one is newer
+ * @property {number} [valid_until] ms
+ * @property {number} claim_until ms: claims close
+ * @property {boolean} [ended] set by the client: claims closed (`coupon_ended`)
+ */
+/** @typedef {{user: string, rank: number, name?: string}} LotteryWinner */
+/**
+ * @typedef {object} Lottery a lottery (docs/protocol.md)
+ * @property {string} lottery
+ * @property {string} prize
+ * @property {number} winners how many winners will be drawn
+ * @property {'keyword' | 'follow' | 'both'} entry how to enter: send `keyword` as a danmaku,
+ *   follow the anchor, or either
+ * @property {string} [keyword]
+ * @property {number} [draw_at] ms, when the draw is scheduled
+ * @property {string} commitment SHA-256 of the draw's seed, public before the draw
+ * @property {number} entrants
+ * @property {number} [ver] entrant count version
+ * @property {LotteryWinner[]} [drawn] set by the client once drawn: the winners, in rank order
+ * @property {Record<string, any>} [draw] the `lottery_winners` popup's data (seed, digest, ...:
+ *   what anyone needs to verify the draw)
+ * @property {boolean} [cancelled]
+ */
+/**
  * @typedef {object} Snapshot
  * @property {number} online
  * @property {number} likes
@@ -79,6 +112,8 @@ import { decode as msgpackDecode, encode as msgpackEncode } from './msgpack.js';
  * @property {Phrase[]} phrases
  * @property {Cards} cards
  * @property {Sale[]} sales
+ * @property {Coupon[]} [coupons] coupon batches open for claims
+ * @property {Lottery[]} [lotteries] lotteries not drawn yet
  */
 /**
  * @typedef {object} Welcome
@@ -147,6 +182,8 @@ import { decode as msgpackDecode, encode as msgpackEncode } from './msgpack.js';
  * @property {Cards} cards the product cards changed
  * @property {Sale} sale a flash sale started, or its stock or state changed
  * @property {StockUpdate} stock a newer stock figure for a sale
+ * @property {Coupon} coupon a coupon batch was dropped, or its count or state changed
+ * @property {Lottery} lottery a lottery started, its entrants changed, it was drawn or cancelled
  * @property {Result} result an answer to one of this client's requests
  * @property {LiveError} error an error frame (also rejects the request it answers)
  * @property {{rttMs: number, offsetMs: number}} rtt a ping's round trip and the clock offset
@@ -166,8 +203,8 @@ import { decode as msgpackDecode, encode as msgpackEncode } from './msgpack.js';
  * @property {number} [backoffMaxMs] longest reconnect delay (default 10000)
  * @property {number} [stableAfterMs] a connection up this long resets the backoff (default 10000)
  * @property {number} [pingIntervalMs] app-level ping period (default 10000)
- * @property {number} [deadAfterMs] silent this long (no frame, no pong): the connection is
- *   dropped and a new one made (default 25000)
+ * @property {number} [deadAfterMs] nothing received for this long after a ping: the
+ *   connection is dropped and a new one made (default 25000)
  * @property {number} [welcomeTimeoutMs] default 15000
  * @property {number} [requestTimeoutMs] default 15000
  * @property {number} [likeFlushMs] likes are summed and sent at most this often (default 200)
@@ -260,6 +297,8 @@ export class LiveClient {
       /** @type {Phrase[]} */ phrases: [],
       /** @type {Cards} */ cards: { mounted: [], pinned: null },
       /** @type {Map<string, Sale>} */ sales: new Map(),
+      /** @type {Map<string, Coupon>} */ coupons: new Map(),
+      /** @type {Map<string, Lottery>} */ lotteries: new Map(),
       degraded: false,
     };
     /** @type {{[K in keyof LiveEvents]?: Set<(payload: LiveEvents[K]) => void>}} */
@@ -282,6 +321,8 @@ export class LiveClient {
     /** @type {ReturnType<typeof setTimeout> | null} */
     this._welcomeTimer = null;
     this._lastFrameAt = 0;
+    /** when the unanswered ping went out (0: none) */
+    this._pingSince = 0;
     this._openedAt = 0;
     this._stopped = true;
     /** @type {{rtt: number, offset: number}[]} */
@@ -342,6 +383,7 @@ export class LiveClient {
   connect() {
     if (!this._stopped) return;
     this._stopped = false;
+    this.attempt = 0;
     globalThis.addEventListener?.('online', this._onOnline);
     this._open();
   }
@@ -549,6 +591,13 @@ export class LiveClient {
         room.phrases = frame.phrases ?? [];
         return this._emit('phrases', room.phrases);
       case 'stock': return this._stock(/** @type {StockUpdate} */ (frame));
+      case 'coupon_left': return this._count('coupon', frame.batch, frame.ver, (c) => {
+        c.left = frame.left;
+        c.quantity = frame.quantity;
+      });
+      case 'lottery_entrants': return this._count('lottery', frame.lottery, frame.ver, (l) => {
+        l.entrants = frame.count;
+      });
       case 'pong': return this._pong(frame);
       case 'result': return this._answer(frame, null);
       case 'error': {
@@ -570,6 +619,7 @@ export class LiveClient {
     this.seq = welcome.seq;
     this.recoveries[welcome.recovery] = (this.recoveries[welcome.recovery] ?? 0) + 1;
     this._openedAt = Date.now();
+    this._pingSince = 0;
     this._setState('open');
     this._emit('welcome', welcome);
     if (welcome.recovery !== 'resumed') {
@@ -586,10 +636,16 @@ export class LiveClient {
   }
 
   _heartbeat() {
-    if (Date.now() - this._lastFrameAt > this.options.deadAfterMs) {
-      this._lost(4000, 'client: connection silent, presumed dead');
-      return;
+    // Silence is counted from an unanswered ping, not from the last frame: browsers fire the
+    // timers of background tabs as rarely as once a minute, and a quiet room sends nothing.
+    const now = Date.now();
+    if (this._pingSince && this._lastFrameAt < this._pingSince) {
+      if (now - this._pingSince > this.options.deadAfterMs) {
+        this._lost(4000, 'client: connection silent, presumed dead');
+      }
+      return; // still waiting for an answer: no pile of pings
     }
+    this._pingSince = now;
     this.ping().catch(() => { /* a lost pong shows as silence */ });
   }
 
@@ -607,6 +663,8 @@ export class LiveClient {
     room.phrases = snapshot.phrases ?? [];
     room.cards = snapshot.cards ?? { mounted: [], pinned: null };
     room.sales = new Map((snapshot.sales ?? []).map((s) => [s.sale, { ...s }]));
+    room.coupons = new Map((snapshot.coupons ?? []).map((c) => [c.batch, { ...c }]));
+    room.lotteries = new Map((snapshot.lotteries ?? []).map((l) => [l.lottery, { ...l }]));
     this._emit('snapshot', { snapshot, recovery, reason });
     if (room.popup) this._popup(room.popup);
   }
@@ -632,6 +690,38 @@ export class LiveClient {
         : { .../** @type {Sale} */ (data) };
       room.sales.set(sale.sale, sale);
       this._emit('sale', sale);
+    } else if (popup.kind === 'coupon') {
+      const coupon = /** @type {Coupon} */ ({ ...data });
+      const known = room.coupons.get(coupon.batch);
+      if (known && (known.ver ?? -1) > (coupon.ver ?? -1)) coupon.left = known.left;
+      room.coupons.set(coupon.batch, coupon);
+      this._emit('coupon', coupon);
+    } else if (popup.kind === 'coupon_all_claimed' || popup.kind === 'coupon_ended') {
+      const coupon = room.coupons.get(data.batch);
+      if (coupon) {
+        if (popup.kind === 'coupon_all_claimed') coupon.left = 0;
+        else coupon.ended = true;
+        this._emit('coupon', coupon);
+      }
+    } else if (popup.kind === 'lottery') {
+      const lottery = /** @type {Lottery} */ ({ ...data });
+      const known = room.lotteries.get(lottery.lottery);
+      if (known && (known.ver ?? -1) > (lottery.ver ?? -1)) lottery.entrants = known.entrants;
+      room.lotteries.set(lottery.lottery, lottery);
+      this._emit('lottery', lottery);
+    } else if (popup.kind === 'lottery_winners' || popup.kind === 'lottery_cancelled') {
+      const lottery = room.lotteries.get(data.lottery)
+        ?? /** @type {Lottery} */ ({ lottery: data.lottery, prize: data.prize ?? '', winners: 0,
+          entry: 'keyword', commitment: data.commitment ?? '', entrants: data.entrants ?? 0 });
+      if (popup.kind === 'lottery_winners') {
+        lottery.drawn = data.winners ?? [];
+        lottery.draw = data;
+        if (typeof data.entrants === 'number') lottery.entrants = data.entrants;
+      } else {
+        lottery.cancelled = true;
+      }
+      room.lotteries.set(lottery.lottery, lottery);
+      this._emit('lottery', lottery);
     } else if (popup.kind === 'sold_out' || popup.kind === 'seckill_ended') {
       const sale = room.sales.get(data.sale);
       if (sale) {
@@ -658,6 +748,22 @@ export class LiveClient {
     this._emit('stock', { sale: update.sale, left: update.left, stock: update.stock,
       ver: update.ver });
     if (sale) this._emit('sale', sale);
+  }
+
+  /**
+   * A newer count for a coupon batch or a lottery (`coupon_left`, `lottery_entrants`).
+   * @param {'coupon' | 'lottery'} kind
+   * @param {string} id
+   * @param {number} ver
+   * @param {(item: any) => void} apply
+   */
+  _count(kind, id, ver, apply) {
+    const items = kind === 'coupon' ? this.room.coupons : this.room.lotteries;
+    const item = items.get(id);
+    if (!item || (item.ver ?? -1) >= ver) return;
+    item.ver = ver;
+    apply(item);
+    this._emit(kind, /** @type {any} */ (item));
   }
 
   /** @param {Record<string, any>} frame */
@@ -844,6 +950,36 @@ export class LiveClient {
    */
   click(product) {
     return this.request('click', { product });
+  }
+
+  /**
+   * Claim a coupon of a dropped batch. Safe to retry: the rid is the idempotency key, and a
+   * claim unanswered when the connection dropped is sent again with it after the reconnect.
+   * @param {string} batch
+   * @param {{rid?: string}} [opts]
+   * @returns {Promise<Result>} `ok: true` with `data: {batch, coupon, kind, value, ...}`, or
+   *   `ok: false` with `code` (`all_claimed`, `already_claimed`, `unknown_batch`, `ended`, ...)
+   */
+  claimCoupon(batch, opts = {}) {
+    return this.request('claim', { batch }, { rid: opts.rid, retry: true });
+  }
+
+  /**
+   * Follow the room's anchor (idempotent); it also enters open lotteries that take follows.
+   * @returns {Promise<Result>} `data: {new, lotteries}` (the lotteries the user is in now)
+   */
+  follow() {
+    return this.request('follow', {}, { retry: true });
+  }
+
+  /**
+   * Enter a lottery with a button (keyword lotteries also take their keyword as a danmaku).
+   * @param {string} lottery
+   * @returns {Promise<Result>} `data: {lottery, new}`, or `ok: false` with `code`
+   *   (`follow_required`, `lottery_closed`, `unknown_lottery`)
+   */
+  enterLottery(lottery) {
+    return this.request('lottery_enter', { lottery }, { retry: true });
   }
 
   /** Reserve the (scheduled) room: the host reminds the user before it starts.

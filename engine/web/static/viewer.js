@@ -77,7 +77,11 @@ function wire(client) {
       systemLine('Reconnected after a long gap: some messages could not be recovered');
     }
   });
-  client.on('snapshot', () => renderAll(client));
+  client.on('resync', () => systemLine('The room was reset: some messages could not be recovered'));
+  client.on('snapshot', () => {
+    state.snapshotPopup = client.room.popup?.id; // shown on joining: no toast for it
+    renderAll(client);
+  });
   client.on('status', ({ degraded }) => {
     $('conn').dataset.degraded = degraded ? 'true' : 'false';
     if (degraded) toast('The room is catching up… messages may be late', 'warn', 4000);
@@ -92,6 +96,8 @@ function wire(client) {
     if (!state.sale || state.sale.sale === sale.sale) showSale(sale);
   });
   client.on('popup', (popup) => onPopup(popup, client));
+  client.on('coupon', (coupon) => showCoupon(coupon, client));
+  client.on('lottery', (lottery) => showLottery(lottery, client));
   client.on('error', (error) => {
     if (error.rid === undefined) toast(reason(error.code), 'error');
   });
@@ -114,6 +120,10 @@ function renderAll(client) {
   if (sales.length) showSale(sales[0]);
   const notice = room.popup?.kind === 'stream' ? room.popup : null;
   renderStream(notice?.data);
+  const coupon = [...room.coupons.values()].find((c) => !c.ended && c.left > 0);
+  if (coupon) showCoupon(coupon, client);
+  const lottery = [...room.lotteries.values()].at(-1);
+  if (lottery) showLottery(lottery, client);
 }
 
 // --------------------------------------------------------------------------------------------
@@ -179,6 +189,7 @@ function setupComposer(client) {
     toast('Opening the product page… (the host app takes over here)', 'info');
   });
   $('seckill-grab').addEventListener('click', () => grab(client));
+  $('follow').addEventListener('click', () => follow(client));
   for (const button of document.querySelectorAll('[data-close]')) {
     button.addEventListener('click', () => { $(button.dataset.close).hidden = true; });
   }
@@ -253,6 +264,7 @@ function renderCard(cards) {
 function onPopup(popup, client) {
   state.popups.push({ id: popup.id, kind: popup.kind });
   const data = popup.data || {};
+  if (popup.id === state.snapshotPopup && popup.kind !== 'stream') return;
   switch (popup.kind) {
     case 'product_card':
       if (data.action === 'mount' || data.action === 'pin') toast(`🛍️ ${data.card?.name ?? 'New product'} is on`, 'info');
@@ -263,11 +275,9 @@ function onPopup(popup, client) {
     case 'stream': return renderStream(data);
     case 'room':
       return toast(data.status === 'live' ? '🔴 The live has started' : 'The live has ended', 'info', 5000);
-    case 'coupon': return showCoupon(popup, client);
-    case 'lottery':
-    case 'lottery_result':
-    case 'lottery_winners':
-      return showLottery(popup, client);
+    case 'coupon': case 'coupon_ended': case 'coupon_all_claimed':
+    case 'lottery': case 'lottery_winners': case 'lottery_cancelled':
+      return undefined; // the `coupon` and `lottery` events show them
     default: {
       const text = data.text || data.title || data.message || popup.kind;
       return toast(String(text), 'info', 5000);
@@ -281,6 +291,13 @@ function renderStream(data) {
   box.hidden = !interrupted;
   box.textContent = interrupted ? `📡 ${data.text || 'The stream is interrupted — back soon'}` : '';
   if (data?.state === 'resumed') toast(`📡 ${data.text || 'The stream is back'}`, 'info');
+}
+
+let zTop = 10;
+/** Show a popup card above the others. */
+function front(box) {
+  box.hidden = false;
+  box.style.zIndex = String(++zTop);
 }
 
 function toast(text, kind = 'info', ms = 3000) {
@@ -297,7 +314,7 @@ function showSale(sale) {
   state.sale = sale;
   const box = $('seckill');
   if (!same) {
-    box.hidden = false;
+    front(box);
     box.dataset.sale = sale.sale;
     $('seckill-result').textContent = '';
     $('seckill-result').dataset.code = '';
@@ -370,92 +387,136 @@ async function grab(client) {
 }
 
 // --------------------------------------------------------------------------------------------
-// coupons and lotteries (the popups these features push; claims and entries when the client
-// has the methods for them)
+// coupons, lotteries, follow
 
-function showCoupon(popup, client) {
-  const data = popup.data;
+function couponValue(c) {
+  return c.kind === 'percent' ? `${c.value}% off` : `${money(c.value)} off`;
+}
+
+function showCoupon(coupon, client) {
   const box = $('coupon');
-  box.hidden = false;
-  box.dataset.popup = popup.id;
-  const amount = data.amount ?? data.value ?? data.discount;
-  $('coupon-amount').textContent = typeof amount === 'number' ? money(amount) : (data.label || '');
-  $('coupon-title').textContent = data.title || data.name || 'Coupon';
+  const fresh = box.dataset.batch !== coupon.batch;
+  box.dataset.batch = coupon.batch;
+  if (fresh) {
+    front(box);
+    $('coupon-result').textContent = '';
+    $('coupon-result').dataset.code = '';
+  }
+  $('coupon-amount').textContent = couponValue(coupon);
+  $('coupon-title').textContent = coupon.title || 'Coupon';
   const meta = [];
-  if (data.min_spend) meta.push(`on orders from ${money(data.min_spend)}`);
-  if (typeof data.left === 'number') meta.push(`${data.left} left`);
+  if (coupon.kind === 'threshold' && coupon.threshold) meta.push(`on orders from ${money(coupon.threshold)}`);
+  if (coupon.kind === 'fixed' && coupon.product) meta.push(`on ${coupon.product}`);
+  if (coupon.kind === 'no_threshold') meta.push('on any order');
+  meta.push(coupon.ended ? 'claims closed' : `${coupon.left} / ${coupon.quantity} left`);
   $('coupon-meta').textContent = meta.join(' · ');
+  $('coupon-meta').dataset.left = String(coupon.left);
   const claim = $('coupon-claim');
-  const result = $('coupon-result');
-  result.textContent = '';
-  const id = data.coupon ?? data.id;
-  claim.hidden = typeof client.claimCoupon !== 'function' || !id;
+  const claimed = $('coupon-result').dataset.code === 'ok';
+  claim.disabled = coupon.ended || coupon.left <= 0 || claimed;
+  claim.textContent = claimed ? 'Claimed ✓' : coupon.left <= 0 ? 'All claimed' : 'Claim';
   claim.onclick = async () => {
     claim.disabled = true;
+    const result = $('coupon-result');
     try {
-      const answer = await client.claimCoupon(id);
+      const answer = await client.claimCoupon(coupon.batch);
       result.dataset.code = answer.ok ? 'ok' : answer.code;
       result.textContent = answer.ok ? '🎉 Claimed: it is in your account' : reason(answer.code);
     } catch (err) {
       result.dataset.code = err.code;
       result.textContent = reason(err.code);
     } finally {
-      claim.disabled = false;
+      showCoupon(client.room.coupons.get(coupon.batch) || coupon, client);
     }
   };
 }
 
-function showLottery(popup, client) {
-  const data = popup.data;
+let lotteryTimer = null;
+
+function showLottery(lottery, client) {
   const box = $('lottery');
-  box.hidden = false;
-  box.dataset.popup = popup.id;
-  $('lottery-prize').textContent = data.prize || data.title || 'Lottery';
-  const winners = data.winners || [];
+  const fresh = box.dataset.lottery !== lottery.lottery;
+  box.dataset.lottery = lottery.lottery;
+  box.dataset.state = lottery.cancelled ? 'cancelled' : lottery.drawn ? 'drawn' : 'open';
+  if (fresh || ((lottery.drawn || lottery.cancelled) && box.dataset.shown !== box.dataset.state)) {
+    box.dataset.shown = box.dataset.state;
+    front(box);
+  }
+  if (fresh) {
+    $('lottery-result').textContent = '';
+    $('lottery-result').dataset.code = '';
+  }
+  $('lottery-prize').textContent = lottery.prize;
   const me = client.welcome?.user;
-  $('lottery-winners').replaceChildren(...winners.map((w) => {
-    const user = typeof w === 'string' ? w : w.user;
-    const name = typeof w === 'string' ? w : w.name || w.user;
-    return el('li', { class: user === me ? 'me' : '' }, user === me ? `${name} (you!)` : name);
-  }));
-  const won = winners.some((w) => (typeof w === 'string' ? w : w.user) === me);
-  const drawn = winners.length > 0 || data.state === 'drawn';
-  $('lottery-how').textContent = drawn
-    ? (won ? '🎉 You won! The host will contact you to claim it.' : 'Winners:')
-    : data.keyword ? `Send "${data.keyword}" in the chat to enter` : data.follow ? 'Follow the anchor to enter' : '';
+  const winners = lottery.drawn || [];
+  $('lottery-winners').replaceChildren(...winners.map((w) => el('li', { class: w.user === me ? 'me' : '', dataset: { user: w.user } },
+    w.user === me ? `${w.name || w.user} (you!)` : (w.name || w.user))));
+  const won = winners.some((w) => w.user === me);
+  const ways = [];
+  if (lottery.entry !== 'follow' && lottery.keyword) ways.push(`send "${lottery.keyword}" in the chat`);
+  if (lottery.entry !== 'keyword') ways.push('follow the anchor');
+  $('lottery-how').textContent = lottery.cancelled ? 'This lottery was called off.'
+    : lottery.drawn ? (won ? '🎉 You won! Claim it in the app within 24 h.' : `Winners (${lottery.entrants} entered):`)
+      : `${lottery.winners} winner${lottery.winners > 1 ? 's' : ''} · ${lottery.entrants} entered · to enter, ${ways.join(' or ')}`;
+  $('lottery-how').dataset.entrants = String(lottery.entrants);
   const enter = $('lottery-enter');
-  const result = $('lottery-result');
-  result.textContent = '';
-  const lottery = data.lottery ?? data.id;
-  const canEnter = !drawn && (data.keyword || typeof client.enterLottery === 'function');
-  enter.hidden = !canEnter;
-  enter.textContent = data.keyword ? `Send "${data.keyword}"` : 'Enter';
+  const entered = $('lottery-result').dataset.code === 'ok';
+  enter.hidden = Boolean(lottery.drawn || lottery.cancelled);
+  enter.disabled = entered;
+  enter.textContent = entered ? 'You are in ✓' : lottery.entry === 'follow' ? 'Follow to enter'
+    : lottery.keyword ? `Send "${lottery.keyword}"` : 'Enter';
   enter.onclick = async () => {
     enter.disabled = true;
+    const result = $('lottery-result');
     try {
-      if (typeof client.enterLottery === 'function' && lottery) {
-        const answer = await client.enterLottery(lottery, data.keyword);
+      if (lottery.entry === 'follow') {
+        const answer = await client.follow();
+        const inIt = (answer.data?.lotteries || []).includes(lottery.lottery);
+        result.dataset.code = inIt ? 'ok' : 'lottery_closed';
+        result.textContent = inIt ? 'Following ✓ You are in the draw. Good luck!' : reason('lottery_closed');
+        markFollowed();
+      } else if (lottery.keyword) {
+        await client.sendDanmaku(lottery.keyword);
+        result.dataset.code = 'ok';
+        result.textContent = 'You are in the draw. Good luck!';
+      } else {
+        const answer = await client.enterLottery(lottery.lottery);
         result.dataset.code = answer.ok ? 'ok' : answer.code;
         result.textContent = answer.ok ? 'You are in the draw. Good luck!' : reason(answer.code);
-      } else {
-        await client.sendDanmaku(data.keyword);
-        result.dataset.code = 'ok';
-        result.textContent = 'Sent. Good luck!';
       }
     } catch (err) {
       result.dataset.code = err.code;
       result.textContent = reason(err.code);
     } finally {
-      enter.disabled = false;
+      showLottery(client.room.lotteries.get(lottery.lottery) || lottery, client);
     }
   };
+  clearInterval(lotteryTimer);
   const countdown = $('lottery-countdown');
   countdown.textContent = '';
-  if (!drawn && data.draw_at) {
-    const timer = setInterval(() => {
-      const left = data.draw_at - client.serverNow();
+  if (!lottery.drawn && !lottery.cancelled && lottery.draw_at) {
+    const draw = () => {
+      const left = lottery.draw_at - client.serverNow();
       countdown.textContent = left > 0 ? `Draw in ${clock(left)}` : 'Drawing…';
-      if (left <= 0 || box.dataset.popup !== popup.id) clearInterval(timer);
-    }, 250);
+    };
+    draw();
+    lotteryTimer = setInterval(draw, 250);
+  }
+}
+
+function markFollowed() {
+  const button = $('follow');
+  button.dataset.following = 'true';
+  button.textContent = '✓ Following';
+}
+
+async function follow(client) {
+  try {
+    const answer = await client.follow();
+    markFollowed();
+    const n = answer.data?.lotteries?.length || 0;
+    toast(n ? `Following: you entered ${n} lottery draw${n > 1 ? 's' : ''}` : 'Following the anchor', 'info');
+  } catch (err) {
+    toast(reason(err.code), 'error');
   }
 }
