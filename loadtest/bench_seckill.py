@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,13 @@ def log(msg: str) -> None:
 class Clients:
     """Load-client processes (loadtest/grabclient.py), one pipe each."""
 
-    def __init__(self, procs: int) -> None:
+    def __init__(self, procs: int, target: Callable[[Connection], None] = worker_main) -> None:
         ctx = mp.get_context("spawn")
         self.pipes: list[Connection] = []
         self.procs: list[Any] = []
         for i in range(procs):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child,), name=f"grabs-{i}", daemon=True)
+            proc = ctx.Process(target=target, args=(child,), name=f"grabs-{i}", daemon=True)
             proc.start()
             child.close()
             self.pipes.append(parent)

@@ -68,6 +68,9 @@ def _cpu_s() -> float:
 
 
 class GrabLoop:
+    # the request each socket sends: a grab here; loadtest/bench_coupons.py sends claims
+    frame = staticmethod(grab_frame)
+
     def __init__(self, ctl: Connection) -> None:
         self.ctl = ctl
         self.ep = select.epoll()
@@ -156,7 +159,7 @@ class GrabLoop:
             if conn is not None:
                 rid = self.rids[fd] = self.rids[fd] + 1
                 self.sent_at[(fd, rid)] = time.time()
-                self.send(fd, conn, grab_frame(self.sale, rid))
+                self.send(fd, conn, self.frame(self.sale, rid))
 
     # --- commands ------------------------------------------------------------------------
 
@@ -215,7 +218,7 @@ class GrabLoop:
 
     def next_grab(self, fd: int) -> bytes:
         rid = self.rids[fd] = self.rids[fd] + 1
-        return grab_frame(self.sale, rid)
+        return self.frame(self.sale, rid)
 
     # --- sockets -------------------------------------------------------------------------
 
@@ -365,10 +368,10 @@ class GrabLoop:
         self.mode, self.schedule, self.mark_at = "", deque(), []
 
 
-def worker_main(ctl: Connection) -> None:
+def worker_main(ctl: Connection, loop_class: type[GrabLoop] = GrabLoop) -> None:
     """Entry point of a client process (multiprocessing, spawn)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark stops us through the pipe
-    loop = GrabLoop(ctl)
+    loop = loop_class(ctl)
     try:
         loop.run()
     except (EOFError, BrokenPipeError):
