@@ -27,7 +27,7 @@ MAX_WINNERS: Final = 10_000
 MAX_PRIZE_CHARS: Final = 100
 MAX_KEYWORD_CHARS: Final = 32
 MAX_DRAW_AHEAD_S: Final = 7 * 86400
-MIN_CLAIM_S: Final = 60.0
+MIN_CLAIM_S: Final = 1.0  # the control command asks for 60 s at least; config may go lower
 MAX_CLAIM_S: Final = 30 * 86400.0
 _SPACES: Final = re.compile(r"\s+")
 

@@ -242,3 +242,33 @@ async def test_winners_claim_within_their_window_through_the_control_plane(
     assert refused.value.code == "bad_state"
     listed = await engine.command("list_lotteries", room=room)
     assert [lot["lottery"] for lot in listed["lotteries"]] == ["mugs", "off"]
+
+
+async def test_unclaimed_prizes_expire_on_the_scheduler_with_an_event(
+    start_engine: StartEngine, room: str, redis_url: str
+) -> None:
+    engine = await start_engine(lottery_claim_s=3.0, scheduler_poll_s=0.05)
+    await engine.command("create_lottery", room=room, prize="Mug", winners=2, entry="keyword",
+                         keyword="mug", lottery="brief")  # fmt: skip
+    for user in ("ann", "bob"):
+        async with viewer(url(engine), engine.mint_token(user, room)) as v:
+            await say(v, "mug", 1)
+    await entrants_of(engine, room, "brief", 2)
+    drawn = await engine.command("draw_lottery", room=room, lottery="brief")
+    assert {w["user"] for w in drawn["winners"]} == {"ann", "bob"}
+    claimed = await engine.command("claim_prize", room=room, lottery="brief", user="ann")
+    assert claimed["already"] is False  # in time
+    with trio.fail_after(20):
+        while not [d for t, d in await events_of(redis_url, room) if t == "lottery.expired"]:
+            await trio.sleep(0.1)
+    with pytest.raises(EngineError) as refused:
+        await engine.command("claim_prize", room=room, lottery="brief", user="bob")
+    assert refused.value.code == "claim_expired"
+    events = await events_of(redis_url, room)
+    assert [d["user"] for t, d in events if t == "lottery.expired"] == ["bob"]
+    assert [d["user"] for t, d in events if t == "lottery.claimed"] == ["ann"]
+    states = {
+        w["user"]: w["state"]
+        for w in (await engine.command("lottery_status", room=room, lottery="brief"))["winners"]
+    }
+    assert states == {"ann": "claimed", "bob": "expired"}
