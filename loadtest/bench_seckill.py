@@ -279,7 +279,7 @@ class Bench:
                 *items,
             ]
             shown = [
-                *argv[:13],
+                *argv[:15],
                 "<9 keys>",
                 '""',
                 "100000",
