@@ -62,5 +62,6 @@ async def test_live_numbers_command_gives_the_pushed_shape(
             while (numbers := await engine.command("live_numbers", room=room))["likes"] != 3:
                 await trio.sleep(0.05)
     assert numbers["online"] == 1 and set(numbers) == {
-        "room", "online", "peak", "likes", "danmaku_per_s", "danmaku_total", "sales", "ts"
+        "room", "online", "peak", "likes", "danmaku_per_s", "danmaku_total", "sales", "ts",
+        "coupons", "lotteries", "new_follows", "followers",
     }  # fmt: skip

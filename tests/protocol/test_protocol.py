@@ -176,7 +176,7 @@ hostile_objects = st.recursive(
 typed_hostile = st.fixed_dictionaries(
     {"type": st.sampled_from(sorted(CLIENT_TYPES)) | st.text(max_size=5)},
     optional=dict.fromkeys(["rid", "text", "phrase", "reply_to", "count", "sale", "qty", "room", "product", "batch", "lottery"], hostile_objects),
-)
+)  # fmt: skip
 
 
 @settings(max_examples=800)

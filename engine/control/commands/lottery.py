@@ -64,9 +64,9 @@ class EntrantsParams(Params):
 class ClaimPrize(Params):
     lottery: LotteryId
     user: UserId = Field(description="the winner")
-    ref: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
-        None, description="your reference (order, shipping address id), kept with the claim"
-    )
+    ref: (
+        Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")] | None
+    ) = Field(None, description="your reference (order, shipping address id), kept with the claim")
 
 
 class Winner(Result):
