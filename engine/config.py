@@ -86,8 +86,9 @@ class Config:
     # --- presence ------------------------------------------------------------------------
     presence_refresh_s: float = _opt(2.0, "how often a node tells Redis its viewers are there")
     presence_grace_s: float = _opt(
-        8.0, "a person not refreshed this long is gone (one viewer.left); reconnects within "
-        "it are not leaves, and a dead node's viewers drop out of the count after it"
+        8.0,
+        "a person not refreshed this long is gone (one viewer.left); reconnects within "
+        "it are not leaves, and a dead node's viewers drop out of the count after it",
     )
     # --- history and recovery ------------------------------------------------------------
     history_size: int = _opt(5000, "room messages kept for resume (approximate cap)")

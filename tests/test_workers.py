@@ -61,13 +61,18 @@ async def test_two_workers_share_the_port_and_a_killed_one_is_replaced(
                 break
     store = talker_node._running().store
     async with viewer(talker_node.address.ws_url, talker_node.mint_token("talker", room)) as talker:  # type: ignore[union-attr]
-        async with viewer(url, mint_token(KEYS, user="phone", room=room)) as phone, AsyncExitStack() as ghosts:
+        async with (
+            viewer(url, mint_token(KEYS, user="phone", room=room)) as phone,
+            AsyncExitStack() as ghosts,
+        ):
             await talker.send(type="danmaku", text="one")
             assert await phone.chat_texts(1) == ["one"]
             victim = pid_of(phone.welcome["node"])  # type: ignore[attr-defined]
             on_victim = 0
             for i in range(8):  # viewers that will not come back when their node dies
-                g = await ghosts.enter_async_context(viewer(url, mint_token(KEYS, user=f"g{i}", room=room)))
+                g = await ghosts.enter_async_context(
+                    viewer(url, mint_token(KEYS, user=f"g{i}", room=room))
+                )
                 on_victim += pid_of(g.welcome["node"]) == victim  # type: ignore[attr-defined]
             with trio.fail_after(15):  # talker, phone, 8 ghosts (the probes' grace runs out)
                 while await store.online(room) != 10:
