@@ -1,19 +1,13 @@
-"""Flash sales on one node: the grab batcher, the sold-out shortcut, stock ticks, sold-out
-announcements, the expiry sweeper, and the host/anchor operations (start, end, restock, confirm,
-cancel). Every decision on shared state is a Lua script (`SeckillStore`); this module only
-decides when to call them and who gets which answer.
-
-Batching (group commit): grabs for one sale wait at most `seckill_batch_window_ms` to gather, then
-go to Redis in one `seckill_grab` call; while `seckill_batch_in_flight` calls are under way, new
-grabs queue and leave in the next call, so batches grow with the load. Every caller still gets
-its own answer, in the order Redis decided.
+"""Flash sales on one node: stock to viewers (once per tick), the sold-out announcement, the
+expiry sweeper, and the host/anchor operations (start, end, restock, confirm, cancel). Grabs go
+through the batcher (`seckill_batch`). Every decision on shared state is a Lua script
+(`SeckillStore`); this module only decides when to call them and who is told what.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -24,51 +18,23 @@ from engine.errors import ErrorCode, RequestRefused, StoreUnavailable
 from engine.features.popups import Popups
 from engine.features.seckill import (
     MAX_STOCK,
-    UNAVAILABLE,
-    GrabAnswer,
-    SoldOutGate,
     StockView,
     hold_sale,
-    parse_grab_reply,
     refuse,
-    rid_key,
     sale_spec,
     stock_key,
     stock_message,
     valid_sale_id,
 )
+from engine.features.seckill_batch import GrabBatcher, Reply, SaleKey, SeckillStats
 from engine.store.seckill import SeckillStore
 from engine.store.store import Store
 
 log = structlog.get_logger("engine.seckill")
 
-Reply = Callable[[GrabAnswer], None]
-SaleKey = tuple[str, str]  # (room, sale)
 SWEEP_BATCH = 500
 SOLD_OUT_POPUP_TTL_S = 60.0
-SLOW_BATCH_S = 0.5  # a batch call slower than this is logged
 FORGET_AFTER_S = 600.0  # a sale untouched this long is forgotten by the node (not by Redis)
-
-
-@dataclass(slots=True)
-class SeckillStats:
-    grabs: int = 0
-    batches: int = 0
-    batched_grabs: int = 0
-    shortcut: int = 0
-    granted: int = 0
-    unavailable: int = 0
-    released: int = 0
-
-
-class _Queue:
-    __slots__ = ("draining", "pending", "room", "sale", "slots")
-
-    def __init__(self, room: str, sale: str, in_flight: int) -> None:
-        self.room, self.sale = room, sale
-        self.pending: list[tuple[str, str, int, Reply]] = []  # user, request key, qty, reply
-        self.draining = False
-        self.slots = trio.Semaphore(in_flight)
 
 
 class Seckill:
@@ -88,121 +54,31 @@ class Seckill:
         self._popups = popups
         self._node_id = node_id
         self._tick_s = max(tick_s, config.seckill_stock_interval_s)
-        self._window_s = max(0.0, config.seckill_batch_window_ms / 1000)
-        self._batch_max = max(1, config.seckill_batch_max)
-        self._in_flight = max(1, config.seckill_batch_in_flight)
-        self._max_pending = config.seckill_max_pending
-        self._queues: dict[SaleKey, _Queue] = {}
-        self._pending = 0
-        self._gates: dict[SaleKey, SoldOutGate] = {}
         self._views: dict[SaleKey, StockView] = {}  # newest stock this node has seen
         self._published: dict[SaleKey, int] = {}  # version this node last published
         self._due: set[SaleKey] = set()
         self._touched: dict[SaleKey, float] = {}
         self._nursery: trio.Nursery | None = None
-        self._flushers: list[Callable[[], None]] = []
         self.stats = SeckillStats()
+        self.batcher = GrabBatcher(config, store, self.stats, on_view=self.observe,
+                                   on_sold_out=self._sold_out)  # fmt: skip
+
+    def grab(self, room: str, sale: str, user: str, rid: str | int, qty: int, reply: Reply) -> None:
+        """Queue one grab; `reply` is called exactly once with its answer (see GrabBatcher)."""
+        self.batcher.grab(room, sale, user, rid, qty, reply)
 
     def add_flusher(self, flush: Callable[[], None]) -> None:
-        """`flush` runs after each batch's replies: a transport may hold the answers of one
-        batch and write each viewer's at once (one socket write for several grabs)."""
-        self._flushers.append(flush)
-
-    def _flush_replies(self) -> None:
-        for flush in self._flushers:
-            try:
-                flush()
-            except Exception:  # a transport's failure must not stop the batcher
-                log.exception("grab reply flush failed")
+        self.batcher.add_flusher(flush)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self.batcher.start(nursery)
             nursery.start_soon(self._tick_loop)
             nursery.start_soon(self._sweep_loop)
             task_status.started()
 
     # --- grabs ---------------------------------------------------------------------------
-
-    def grab(self, room: str, sale: str, user: str, rid: str | int, qty: int, reply: Reply) -> None:
-        """Queue one grab; `reply` is called exactly once with its answer (from a batch, or at
-        once from the sold-out shortcut or when the node is overloaded)."""
-        # Hot path: runs once per grab; no await, no Redis.
-        self.stats.grabs += 1
-        key = (room, sale)
-        gate = self._gates.get(key)
-        if gate is not None:
-            code = gate.decide(user, self._store.now_ms(), trio.current_time())
-            if code is not None:
-                self.stats.shortcut += 1
-                reply(GrabAnswer(code))
-                self._flush_replies()
-                return
-        if self._pending >= self._max_pending or self._nursery is None:
-            self.stats.unavailable += 1
-            reply(UNAVAILABLE)
-            self._flush_replies()
-            return
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = _Queue(room, sale, self._in_flight)
-        queue.pending.append((user, rid_key(rid), qty, reply))
-        self._pending += 1
-        if not queue.draining:
-            queue.draining = True
-            self._nursery.start_soon(self._drain, queue)
-
-    async def _drain(self, queue: _Queue) -> None:
-        assert self._nursery is not None
-        try:
-            while queue.pending:
-                if len(queue.pending) < self._batch_max and self._window_s:
-                    await trio.sleep(self._window_s)
-                await queue.slots.acquire()
-                batch = queue.pending[: self._batch_max]
-                del queue.pending[: self._batch_max]
-                self._pending -= len(batch)
-                self._nursery.start_soon(self._call, queue, batch)
-        finally:
-            queue.draining = False
-
-    async def _call(self, queue: _Queue, batch: list[tuple[str, str, int, Reply]]) -> None:
-        try:
-            items: list[Any] = []
-            for user, rkey, qty, _ in batch:
-                items += (user, rkey, qty)
-            started = trio.current_time()
-            try:
-                raw = await self._store.grab(queue.room, queue.sale, items)
-            except StoreUnavailable as exc:
-                log.warning("grab batch failed", room=queue.room, sale=queue.sale,
-                            grabs=len(batch), error=str(exc))  # fmt: skip
-                self.stats.unavailable += len(batch)
-                for *_, reply in batch:
-                    _answer(reply, UNAVAILABLE)
-                self._flush_replies()
-                return
-            took = trio.current_time() - started
-            if took > SLOW_BATCH_S:
-                log.warning("slow grab batch", room=queue.room, sale=queue.sale,
-                            grabs=len(batch), seconds=round(took, 3))  # fmt: skip
-            view, sold_out_now, answers = parse_grab_reply(raw, len(batch))
-            self.stats.batches += 1
-            self.stats.batched_grabs += len(batch)
-            for (*_, reply), answer in zip(batch, answers, strict=True):
-                if answer.ok and not answer.replayed:
-                    self.stats.granted += 1
-                _answer(reply, answer)
-            self._flush_replies()
-            if view is not None:
-                self.observe(queue.room, queue.sale, view)
-            if sold_out_now and view is not None:
-                # the popup carries the stock: no separate stock frame for this version
-                key = (queue.room, queue.sale)
-                self._published[key] = max(self._published.get(key, -1), view.ver)
-                self._spawn(self._announce_sold_out, queue.room, queue.sale, view)
-        finally:
-            queue.slots.release()
 
     def observe(self, room: str, sale: str, view: StockView) -> None:
         """A stock view read from Redis: viewers get it at the next tick if it is news, and the
@@ -213,41 +89,13 @@ class Seckill:
             self._views[key] = view
             self._due.add(key)
         self._touched[key] = trio.current_time()
-        gate = self._gates.get(key)
-        if gate is None:
-            gate = self._gates[key] = SoldOutGate(self._config.seckill_soldout_recheck_s)
-        gate.observe(view, trio.current_time())
-        if gate.needs_peek:
-            gate.loading = True
-            self._spawn(self._peek, room, sale, gate)
+        self.batcher.observe(room, sale, view)
 
-    async def _peek(self, room: str, sale: str, gate: SoldOutGate) -> None:
-        try:
-            reply = await self._store.peek(room, sale)
-        except StoreUnavailable as exc:
-            gate.loading = False
-            log.warning("sold-out peek failed", room=room, sale=sale, error=str(exc))
-            return
-        gate.peeked(reply, trio.current_time())
-        self._answer_queued(room, sale, gate)
-
-    def _answer_queued(self, room: str, sale: str, gate: SoldOutGate) -> None:
-        """The sale turned out sold out: grabs still waiting for a batch are answered now."""
-        queue = self._queues.get((room, sale))
-        if queue is None or not queue.pending:
-            return
-        now, mono = self._store.now_ms(), trio.current_time()
-        kept = []
-        for item in queue.pending:
-            code = gate.decide(item[0], now, mono)
-            if code is None:
-                kept.append(item)
-            else:
-                self.stats.shortcut += 1
-                _answer(item[3], GrabAnswer(code))
-        self._pending -= len(queue.pending) - len(kept)
-        queue.pending[:] = kept
-        self._flush_replies()
+    def _sold_out(self, room: str, sale: str, view: StockView) -> None:
+        # the popup carries the stock: no separate stock frame for this version
+        key = (room, sale)
+        self._published[key] = max(self._published.get(key, -1), view.ver)
+        self._spawn(self._announce_sold_out, room, sale, view)
 
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._nursery is not None:
@@ -328,11 +176,9 @@ class Seckill:
     def _forget_idle(self) -> None:
         now = trio.current_time()
         for key, when in list(self._touched.items()):
-            queue = self._queues.get(key)
-            if now - when > FORGET_AFTER_S and (queue is None or not queue.draining):
+            if now - when > FORGET_AFTER_S and not self.batcher.busy(key):
                 self._touched.pop(key, None)
-                self._queues.pop(key, None)
-                self._gates.pop(key, None)
+                self.batcher.forget(key)
                 self._views.pop(key, None)
                 self._published.pop(key, None)
 
@@ -448,10 +294,3 @@ class Seckill:
 def _check_sale(sale: Any) -> None:
     if not valid_sale_id(sale):
         raise RequestRefused(f"{str(sale)[:60]!r} is not a sale id", code=ErrorCode.UNKNOWN_SALE)
-
-
-def _answer(reply: Reply, answer: GrabAnswer) -> None:
-    try:
-        reply(answer)
-    except Exception:  # one viewer's broken reply must not stop the others' answers
-        log.exception("grab reply failed")
