@@ -27,15 +27,16 @@ KEYS = {"test-a": SECRET_A.encode(), "test-b": SECRET_B.encode()}
 class RedisProcess:
     """A redis-server on a free port, no persistence unless asked, files in a temp dir."""
 
-    def __init__(self, *, persistent: bool = False) -> None:
+    def __init__(self, *, persistent: bool = False, extra: tuple[str, ...] = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="engine-test-redis-"))
         self.persistent = persistent
+        self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     def start_on_same_port(self) -> str:
         """Start again on the port it had (a restart as clients see it)."""
-        args = server_args(self.port, self.dir, persistent=self.persistent)
+        args = [*server_args(self.port, self.dir, persistent=self.persistent), *self.extra]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         if not self._wait_ready():
             raise RuntimeError("redis-server did not restart")
@@ -44,7 +45,7 @@ class RedisProcess:
     def start(self) -> str:
         for _ in range(5):
             self.port = free_port()
-            args = server_args(self.port, self.dir, persistent=self.persistent)
+            args = [*server_args(self.port, self.dir, persistent=self.persistent), *self.extra]
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
             if self._wait_ready():
                 return self.url
