@@ -23,7 +23,8 @@ from typing import Final, Protocol
 JOIN_WINDOW_S: Final = 10.0
 TEXT_WINDOW_S: Final = 60.0
 LIKE_WINDOW_S: Final = 5
-TIMING_SAMPLES: Final = 8  # intervals
+TIMING_SAMPLES: Final = 16  # intervals
+TIMING_TRIM: Final = 2  # the longest and shortest few left out (late messages, not the sender)
 MIN_MEAN_INTERVAL_S: Final = 0.5  # faster than this, regularity is a client's batching timer
 MIN_TEXT_LETTERS: Final = 10
 MAX_TEXTS: Final = 5000
@@ -44,13 +45,15 @@ def text_key(text: str) -> str | None:
 
 
 def variation(times: Sequence[float]) -> float | None:
-    """stddev/mean of the intervals between `times`, leaving out the longest and the shortest
-    (one late message makes one long and one short interval: the network's doing, not the
-    sender's), if there are enough of them and they are slow enough to be deliberate."""
+    """stddev/mean of the last TIMING_SAMPLES intervals between `times`, leaving out the
+    TIMING_TRIM longest and shortest (a late message makes one long and one short interval: the
+    network's doing, not the sender's), if there are enough of them and they are slow enough to
+    be deliberate; else None."""
     if len(times) <= TIMING_SAMPLES:
         return None
     samples = list(times)[-(TIMING_SAMPLES + 1) :]
-    intervals = sorted(b - a for a, b in itertools.pairwise(samples))[1:-1]
+    intervals = sorted(b - a for a, b in itertools.pairwise(samples))
+    intervals = intervals[TIMING_TRIM : len(intervals) - TIMING_TRIM]
     mean = statistics.fmean(intervals)
     if mean < MIN_MEAN_INTERVAL_S:
         return None
@@ -61,8 +64,8 @@ class UserBehaviour:
     """One user's recent behaviour in a room. Compact: what a silent viewer never does costs it
     nothing (the timing arrays and the like ring exist once it sends)."""
 
-    __slots__ = ("conns", "danmaku_times", "fired", "last", "like_ring", "like_sec",
-                 "like_times")  # fmt: skip
+    __slots__ = ("conns", "danmaku_times", "fired", "last", "like_count", "like_ring",
+                 "like_same", "like_sec", "like_times")  # fmt: skip
 
     def __init__(self) -> None:
         self.conns = 0
@@ -71,6 +74,8 @@ class UserBehaviour:
         self.like_times: array[float] | None = None
         self.like_ring: array[int] | None = None  # likes per second, the last LIKE_WINDOW_S
         self.like_sec = 0  # the second the ring's newest slot is for
+        self.like_count = 0  # the count of its last like message ...
+        self.like_same = 0  # ... and how many in a row carried that count
         self.fired: dict[str, float] | None = None  # rule -> when it last fired (log once)
 
 
@@ -177,9 +182,16 @@ class RoomBehaviour:
         behaviour.like_sec = max(behaviour.like_sec, sec)
         ring[sec % LIKE_WINDOW_S] += count
         features: Features = {"like_burst": sum(ring)}
-        cv = variation(behaviour.like_times)
-        if cv is not None:
-            features["regular_timing"] = cv
+        if count == behaviour.like_count:
+            behaviour.like_same += 1
+        else:
+            behaviour.like_count, behaviour.like_same = count, 1
+        # a like timer is regular in a person's client too (it batches the taps); what a person
+        # does not do is tap the same number of times in every batch
+        if behaviour.like_same > TIMING_SAMPLES:
+            cv = variation(behaviour.like_times)
+            if cv is not None:
+                features["regular_timing"] = cv
         return features
 
     # --- who else a rule is about ------------------------------------------------------------

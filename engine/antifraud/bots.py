@@ -65,9 +65,10 @@ DEFAULT_RULES: Final[dict[str, Rule]] = {
         Rule("join_burst", 15, 0.5, help="joins from one IP to the room within 10 s (node)"),
         Rule("duplicate_text", 8, 0.8,
              help="accounts that sent the same (normalised) text of 10+ letters within 60 s"),
-        Rule("regular_timing", 0.1, 0.8, below=True,
-             help="variation (stddev/mean) of the middle 6 of the last 8 intervals between a "
-                  "user's danmaku or likes (mean >= 0.5 s): machines are regular, people not"),
+        Rule("regular_timing", 0.05, 0.8, below=True,
+             help="variation (stddev/mean) of the middle 12 of the last 16 intervals between a "
+                  "user's danmaku, or its likes of one same count (mean >= 0.5 s): machines "
+                  "are regular, people are not"),
         Rule("like_burst", 300, 0.9, help="likes a user tried to send within 5 s"),
         Rule("early_grab", 120, 0.9, below=True,
              help="ms between the flash-sale popup reaching the viewer and its grab "

@@ -258,10 +258,11 @@ class AntiFraud:
         if visitor.staff:
             return
         self._refused_if_banned(visitor, "like", count)
-        self._shed(visitor, "like", count)
+        # a flood counts for like_burst even where it is shed: what matters is what it tries
         features = visitor.scope.behaviour.on_like(visitor.user, count, trio.current_time())
         if await self._judge(visitor, features, "like") is bots.Mode.BAN:
             self._refused_if_banned(visitor, "like", count)
+        self._shed(visitor, "like", count)
         await self._limit(visitor, "like", count)
 
     async def grab(self, visitor: Visitor, sale: str) -> str | None:

@@ -3,6 +3,8 @@ bot scoring, behaviour features, the client IP behind trusted proxies."""
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections import deque
 from dataclasses import dataclass
 
@@ -149,12 +151,24 @@ def test_text_keys_see_through_case_width_digits_and_punctuation_but_not_short_t
 
 def test_timing_variation_needs_enough_deliberate_intervals() -> None:
     assert variation(deque([0.0, 1.0, 2.0])) is None  # too few
-    regular = deque(float(i) for i in range(9))
-    assert variation(regular) == pytest.approx(0.0)
-    fast = deque(i * 0.1 for i in range(9))  # a client's batching timer, not a person
+    regular = [i * 0.6 for i in range(17)]
+    assert variation(regular) == pytest.approx(0.0, abs=1e-9)
+    late = list(regular)
+    late[8] += 0.25  # one message the network held back: left out, still machine-regular
+    assert variation(late) < 0.01  # type: ignore[operator]
+    fast = [i * 0.1 for i in range(17)]  # a client's batching timer, not a person
     assert variation(fast) is None
-    people = deque([0.0, 2.1, 2.9, 7.5, 8.0, 13.2, 14.0, 19.9, 21.0])
-    assert variation(people) > 0.3  # type: ignore[operator]
+    rng = random.Random(3)
+    people = list(itertools.accumulate(rng.lognormvariate(1.0, 0.5) for _ in range(17)))
+    assert variation(people) > 0.2  # type: ignore[operator]
+
+
+def test_regular_likes_count_only_when_the_counts_are_the_same_too() -> None:
+    room = RoomBehaviour()
+    features = [room.on_like("batcher", 3 + i % 4, now=i * 1.0) for i in range(20)]
+    assert all("regular_timing" not in f for f in features)  # a client's timer, varied taps
+    features = [room.on_like("bot", 3, now=i * 1.0) for i in range(17)]
+    assert "regular_timing" not in features[15] and features[16]["regular_timing"] < 0.01
 
 
 @dataclass
