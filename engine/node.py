@@ -199,7 +199,8 @@ class Engine:
             lottery = Lottery(config, LotteryStore(redis, event_maxlen=cap), popups, scheduler,
                               counters)  # fmt: skip
             chat.listeners.append(lottery.on_danmaku)  # keyword entries
-            coupon_handlers.register(dispatcher, coupons, guard)
+            inflight = config.seckill_max_inflight_per_viewer
+            coupon_handlers.register(dispatcher, coupons, guard, max_inflight=inflight)
             follow_handlers.register(dispatcher, follows, lottery, guard)
             rooms.on_popup = _both(lottery.popup_delivered, rooms.on_popup)
             presence = Presence(

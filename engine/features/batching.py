@@ -10,7 +10,7 @@ beyond `max_pending` queued requests a node answers "overloaded" at once instead
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 import trio
@@ -28,13 +28,7 @@ class Overloaded(Exception):
     """The node queues too many requests already (or is not running): answer `unavailable`."""
 
 
-class _Slot(Generic[R]):
-    __slots__ = ("done", "error", "value")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.value: R | None = None
-        self.error: StoreUnavailable | None = None
+Done = Callable[["R | None", "Exception | None"], None]  # (answer, or the error of its call)
 
 
 class _Queue(Generic[K, T, R]):
@@ -42,7 +36,7 @@ class _Queue(Generic[K, T, R]):
 
     def __init__(self, key: K, in_flight: int) -> None:
         self.key = key
-        self.pending: list[tuple[T, _Slot[R]]] = []
+        self.pending: list[tuple[T, Done[R]]] = []
         self.draining = False
         self.slots = trio.Semaphore(in_flight)
 
@@ -79,23 +73,35 @@ class GroupCommit(Generic[K, T, R]):
         finally:
             self._nursery = None
 
-    async def submit(self, key: K, item: T) -> R:
-        """The answer to `item`. Raises Overloaded, or StoreUnavailable when its call failed."""
+    def submit_nowait(self, key: K, item: T, done: Done[R]) -> None:
+        """Queue `item`; `done(answer, None)` or `done(None, error)` is called once, when its
+        batch comes back (hot path: no task waits, like the grab batcher's replies). Raises
+        Overloaded at once when the node queues too much already."""
         if self._pending >= self._max_pending or self._nursery is None:
             raise Overloaded
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _Queue(key, self._in_flight)
-        slot: _Slot[R] = _Slot()
-        queue.pending.append((item, slot))
+        queue.pending.append((item, done))
         self._pending += 1
         if not queue.draining:
             queue.draining = True
             self._nursery.start_soon(self._drain, queue)
-        await slot.done.wait()
-        if slot.error is not None:
-            raise slot.error
-        return slot.value  # type: ignore[return-value]
+
+    async def submit(self, key: K, item: T) -> R:
+        """The answer to `item`. Raises Overloaded, or StoreUnavailable when its call failed."""
+        event = trio.Event()
+        out: list[Any] = []
+
+        def done(answer: R | None, error: Exception | None) -> None:
+            out.extend((answer, error))
+            event.set()
+
+        self.submit_nowait(key, item, done)
+        await event.wait()
+        if out[1] is not None:
+            raise out[1]
+        return out[0]  # type: ignore[no-any-return]
 
     async def _drain(self, queue: _Queue[K, T, R]) -> None:
         assert self._nursery is not None
@@ -113,7 +119,7 @@ class GroupCommit(Generic[K, T, R]):
             if not queue.pending and queue.slots.value == self._in_flight:
                 self._queues.pop(queue.key, None)
 
-    async def _call(self, queue: _Queue[K, T, R], batch: list[tuple[T, _Slot[R]]]) -> None:
+    async def _call(self, queue: _Queue[K, T, R], batch: list[tuple[T, Done[R]]]) -> None:
         try:
             try:
                 answers = await self._decide(queue.key, [item for item, _ in batch])
@@ -121,14 +127,19 @@ class GroupCommit(Generic[K, T, R]):
                 if not isinstance(exc, StoreUnavailable):
                     log.exception("batch decision failed", key=str(queue.key))
                     exc = StoreUnavailable(f"batch decision failed: {type(exc).__name__}")
-                for _, slot in batch:
-                    slot.error = exc
-                    slot.done.set()
+                for _, done in batch:
+                    _tell(done, None, exc)
                 return
             self.calls += 1
             self.items += len(batch)
-            for (_, slot), answer in zip(batch, answers, strict=True):
-                slot.value = answer
-                slot.done.set()
+            for (_, done), answer in zip(batch, answers, strict=True):
+                _tell(done, answer, None)
         finally:
             queue.slots.release()
+
+
+def _tell(done: Done[R], answer: R | None, error: Exception | None) -> None:
+    try:
+        done(answer, error)
+    except Exception:  # one caller's broken callback must not stop the others' answers
+        log.exception("batched answer not delivered")

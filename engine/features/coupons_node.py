@@ -5,6 +5,7 @@ this module decides when to call them and who gets which answer (docs/coupons.md
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -97,6 +98,27 @@ class Coupons:
             log.warning("claim not decided", room=room, batch=batch, error=repr(exc))
             return UNAVAILABLE, {}
         return answer
+
+    def claim_nowait(
+        self, room: str, batch: str, user: str, rid: str | int, reply: Callable[[Claimed], None]
+    ) -> None:
+        """A viewer's claim without waiting (the gateway's hot path): `reply` is called once
+        with the answer and the batch's terms, when its batch comes back (`unavailable` at once
+        when the node is overloaded, or later when Redis failed)."""
+        # Hot path: runs once per claim; no await.
+        self.stats.claims += 1
+
+        def done(answer: Claimed | None, error: Exception | None) -> None:
+            if answer is None:
+                self.stats.unavailable += 1
+                log.warning("claim not decided", room=room, batch=batch, error=repr(error))
+                answer = (UNAVAILABLE, {})
+            reply(answer)
+
+        try:
+            self._batcher.submit_nowait((room, batch), (user, viewer_key(rid)), done)
+        except Overloaded as exc:
+            done(None, exc)
 
     async def _decide(self, key: tuple[str, str], items: list[tuple[str, str]]) -> list[Claimed]:
         room, batch = key

@@ -219,8 +219,14 @@ class Lottery:
     def popup_delivered(self, room: str, item: Mapping[str, Any]) -> None:
         """Fan-out hook: a lottery popup reached this node's viewers of the room, so a lottery
         started or ended: reread the room's open lotteries before the next keyword."""
-        if isinstance(item, Mapping) and item.get("kind") in POPUP_KINDS:
-            self.invalidate(room)
+        if not isinstance(item, Mapping) or item.get("kind") not in POPUP_KINDS:
+            return
+        self.invalidate(room)
+        data = item.get("data")
+        if item.get("kind") != "lottery" and isinstance(data, Mapping):
+            lottery = str(data.get("lottery"))  # drawn or cancelled: forget what we kept of it
+            self._entered.pop((room, lottery), None)
+            self._counters.forget(room, count_key(lottery))
 
     # --- drawing ---------------------------------------------------------------------------
 

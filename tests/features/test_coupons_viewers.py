@@ -248,3 +248,18 @@ async def test_bad_batches_are_refused_with_clear_codes(
     assert ended["state"] == "ended"
     assert [b["batch"] for b in (await engine.command("list_coupons", room=room))["batches"]] == [
         "cup"]  # fmt: skip
+
+
+async def test_a_viewer_may_have_only_so_many_claims_unanswered(
+    start_engine: StartEngine, room: str
+) -> None:
+    engine = await start_engine(seckill_max_inflight_per_viewer=1, seckill_batch_window_ms=300)
+    for batch in ("p1", "p2"):
+        await engine.command("drop_coupon", room=room, batch=batch, kind="no_threshold",
+                             value=100, quantity=5)  # fmt: skip
+    async with viewer(url(engine), engine.mint_token("eager", room)) as eager:
+        await eager.send(type="claim", batch="p1", rid=1)
+        await eager.send(type="claim", batch="p2", rid=2)  # while the first is in its batch
+        assert (await eager.recv_type("error", rid=2))["code"] == "rate_limited"
+        assert (await eager.recv_type("result", rid=1))["ok"]
+        assert (await claim(eager, "p2", 3))["ok"]  # answered: the next one may go
