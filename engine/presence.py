@@ -57,7 +57,8 @@ class Presence:
         except BaseException:
             self.leave(room, user)
             raise
-        self._on_online(room, online)
+        # the room hears the new count with the next refresh, not at every join: during a join
+        # storm a count per join would be a frame to every viewer at every tick
         return online
 
     def leave(self, room: str, user: str) -> bool:
