@@ -9,9 +9,10 @@
   version wins, once per tick);
 * popups, pinned messages and quick-phrase changes go out at once, never waiting for the tick.
 
-Order and positions: every room message has a seq. Frames leave in seq order (an immediate frame
-first flushes what is pending), and the last frame of every flush carries `seq`, the position the
-viewer has reached; `sent_seq` is that position, where a resuming viewer's replay must end.
+Order and positions: every room message has a seq. Content (chat, popups, pinned, phrases) leaves
+in seq order (an immediate frame first flushes what is pending); frames carry `seq`, the position
+the viewer has reached with them (see `tick`); `sent_seq` is the latest, where a resuming
+viewer's replay must end.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class RoomBroadcaster:
         "_online",
         "_online_sent",
         "immediate_chat",
+        "content_seq",
         "pending_seq",
         "sent_seq",
     )
@@ -62,6 +64,7 @@ class RoomBroadcaster:
         self._counters: dict[str, tuple[int, dict[str, Any]]] = {}  # key -> (version, message)
         self._counters_due: dict[str, None] = {}  # keys whose newest version is not sent yet
         self.pending_seq = 0  # the highest seq taken in
+        self.content_seq = 0  # the highest seq of content taken in (not a counter's)
         self.sent_seq = 0  # the position carried by the last frame that went out
 
     @property
@@ -71,7 +74,7 @@ class RoomBroadcaster:
     def reset(self, seq: int) -> None:
         """Start over at `seq` (a resync): nothing pending, viewers are at `seq`."""
         self._chat, self._chat_bytes = [], 0
-        self.pending_seq = self.sent_seq = seq
+        self.pending_seq = self.content_seq = self.sent_seq = seq
 
     # --- taking messages in --------------------------------------------------------------
 
@@ -81,7 +84,7 @@ class RoomBroadcaster:
         item["seq"] = seq
         self._chat.append(item)
         self._chat_bytes += size
-        self.pending_seq = seq
+        self.pending_seq = self.content_seq = seq
         if (
             self.immediate_chat
             or len(self._chat) >= self._max_messages
@@ -115,7 +118,7 @@ class RoomBroadcaster:
 
     def note(self, seq: int) -> None:
         """A message viewers do not see still moves the position."""
-        self.pending_seq = seq
+        self.pending_seq = self.content_seq = seq
 
     def popup(self, item: dict[str, Any], seq: int) -> list[Outgoing]:
         return self._now(server.popup(item), seq)
@@ -128,34 +131,42 @@ class RoomBroadcaster:
 
     def _now(self, message: dict[str, Any], seq: int) -> list[Outgoing]:
         """An immediate frame: what is pending goes first, so frames stay in seq order."""
-        self.pending_seq = seq
-        return [*self.tick(stamp=False), self._stamp(Outgoing(message, FrameKind.CRITICAL))]
+        out = self.tick()
+        self.pending_seq = self.content_seq = seq
+        return [*out, self._stamp(Outgoing(message, FrameKind.CRITICAL), seq)]
 
     # --- giving frames out ---------------------------------------------------------------
 
-    def tick(self, *, stamp: bool = True) -> list[Outgoing]:
-        """Everything that waits for the tick: changed counters and the chat batch. The last
-        frame carries the position (unless `stamp` is off: the caller adds a frame after). The
-        online count is not a room message, so it goes first and is never the one stamped (a
-        newer count may replace it in a slow viewer's outbox)."""
+    def tick(self) -> list[Outgoing]:
+        """Everything that waits for the tick, in this order: the online count (not a room
+        message: never stamped), the chat batch, then state frames (like total, counters).
+
+        Stamps: the chat frame carries the highest content seq it completes (every chat
+        message and unseen message up to it is delivered); the last state frame carries
+        everything taken in. State frames are latest-wins, so a viewer cut between frames of
+        one flush resumes with no content twice and at worst one stale counter, which the next
+        update fixes."""
         out: list[Outgoing] = []
         if self._online != self._online_sent and self._online >= 0:
             self._online_sent = self._online
             out.append(Outgoing(server.online(self._online), FrameKind.COUNTER, "online"))
-        if self._likes != self._likes_sent:
-            self._likes_sent = self._likes
-            out.append(Outgoing(server.likes(self._likes), FrameKind.COUNTER, "likes"))
-        if self._counters_due:
-            for key in self._counters_due:
-                out.append(Outgoing(dict(self._counters[key][1]), FrameKind.COUNTER, key))
-            self._counters_due = {}
         if self._chat:
             batch, self._chat, self._chat_bytes = self._chat, [], 0
-            out.append(Outgoing(server.chat(batch), FrameKind.CHAT))
-        if stamp and out and out[-1].key != "online" and self.pending_seq > self.sent_seq:
-            out[-1] = self._stamp(out[-1])
+            out.append(self._stamp(Outgoing(server.chat(batch), FrameKind.CHAT), self.content_seq))
+        state: list[Outgoing] = []
+        if self._likes != self._likes_sent:
+            self._likes_sent = self._likes
+            state.append(Outgoing(server.likes(self._likes), FrameKind.COUNTER, "likes"))
+        if self._counters_due:
+            for key in self._counters_due:
+                state.append(Outgoing(dict(self._counters[key][1]), FrameKind.COUNTER, key))
+            self._counters_due = {}
+        if state:
+            state[-1] = self._stamp(state[-1], self.pending_seq)
+            out += state
         return out
 
-    def _stamp(self, out: Outgoing) -> Outgoing:
-        out.message["seq"] = self.sent_seq = self.pending_seq
+    def _stamp(self, out: Outgoing, seq: int) -> Outgoing:
+        if seq > 0 and seq >= self.sent_seq:
+            out.message["seq"] = self.sent_seq = seq
         return out

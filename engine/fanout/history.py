@@ -53,8 +53,8 @@ class RoomHistory:
     def add(self, seq: int, payload: bytes) -> None:
         """A message just delivered live (seqs arrive in order)."""
         self._messages[seq] = payload
-        while len(self._messages) > self.size:
-            old, _ = self._messages.popitem(last=False)
+        if len(self._messages) > self.size:  # one out per one in: older ones read for a
+            old, _ = self._messages.popitem(last=False)  # resume storm fade out gradually
             for frames in self._frames.values():
                 frames.pop(old, None)
 
@@ -85,6 +85,16 @@ class RoomHistory:
                 message = message_frame(msgpack.unpackb(self._messages[seq]), seq)
                 frame = cache[seq] = b"" if message is None else encode_frame(codec, message)
             parts.append(frame)
+        return b"".join(parts)
+
+    @staticmethod
+    def frames_of(entries: Iterable[tuple[int, bytes]], codec: Codec) -> bytes:
+        """Frames for messages read from Redis, not kept (the rare path: see RoomRegistry)."""
+        parts = []
+        for seq, payload in entries:
+            message = message_frame(msgpack.unpackb(payload), seq)
+            if message is not None:
+                parts.append(encode_frame(codec, message))
         return b"".join(parts)
 
     def clear(self) -> None:

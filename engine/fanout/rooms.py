@@ -138,12 +138,24 @@ class RoomRegistry:
                 if not history.covers(after, upto):
                     first = history.first
                     end = upto if first is None else first - 1
-                    epoch, entries = await self.store.history(room.id, after, end)
-                    seqs = [seq for seq, _ in entries]
-                    if epoch != room.epoch or seqs != list(range(after + 1, end + 1)):
+                    entries = await self._history_range(room, after, end)
+                    if entries is None:
                         return None
                     history.prepend(entries)
-        return history.replay(after, upto, codec)  # type: ignore[arg-type]
+        if history.covers(after, upto):
+            return history.replay(after, upto, codec)  # type: ignore[arg-type]
+        # live traffic (or a resync) moved the memory while we read: read the whole range
+        entries = await self._history_range(room, after, upto)
+        return None if entries is None else history.frames_of(entries, codec)  # type: ignore[arg-type]
+
+    async def _history_range(
+        self, room: LocalRoom, after: int, upto: int
+    ) -> list[tuple[int, bytes]] | None:
+        """(after, upto] from Redis, complete and of the room's epoch, or None."""
+        epoch, entries = await self.store.history(room.id, after, upto)
+        if epoch != room.epoch or [seq for seq, _ in entries] != list(range(after + 1, upto + 1)):
+            return None
+        return entries
 
     # --- message order -------------------------------------------------------------------
 

@@ -84,8 +84,8 @@ def test_popups_are_not_delayed_and_what_was_pending_goes_first() -> None:
     b.add_chat(item(1), 10, seq=1)
     b.set_likes(3, seq=2)
     outs = b.popup({"id": "p1", "kind": "coupon", "data": {}, "ts": 1}, seq=3)
-    assert [o.message["type"] for o in outs] == ["likes", "chat", "popup"]
-    assert [o.message.get("seq") for o in outs] == [None, None, 3]  # the last frame says where
+    assert [o.message["type"] for o in outs] == ["chat", "likes", "popup"]
+    assert [o.message.get("seq") for o in outs] == [1, 2, 3]  # each frame says where it got
     assert outs[-1].kind is FrameKind.CRITICAL
     assert b.pinned(None, seq=4)[-1].message == {"type": "pinned", "msg": None, "seq": 4}
 
@@ -148,7 +148,8 @@ def test_room_dispatches_bus_messages_to_the_broadcaster() -> None:
     assert sink.frames == []  # chat and likes wait for the tick
     r.tick()
     frames = [orjson.loads(payload(f[0])) for f in sink.frames]
-    assert [f["type"] for f in frames] == ["likes", "chat"] and frames[-1]["seq"] == 5
+    assert [f["type"] for f in frames] == ["chat", "likes"]
+    assert [f["seq"] for f in frames] == [5, 5]  # chat completes 1-3 and the unseen 5
     r.deliver_messages([bus(6, {"k": "phrases", "m": [{"id": 0, "text": "hi"}]})])
     assert r.phrases == {0: "hi"}
     assert orjson.loads(payload(sink.frames[-1][0])) == {
