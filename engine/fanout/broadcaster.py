@@ -45,8 +45,8 @@ class RoomBroadcaster:
         "_max_messages",
         "_online",
         "_online_sent",
-        "immediate_chat",
         "content_seq",
+        "immediate_chat",
         "pending_seq",
         "sent_seq",
     )
