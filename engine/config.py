@@ -156,27 +156,27 @@ class Config:
         "", "IPs or networks (comma-separated) of proxies whose X-Forwarded-For names the client"
     )
     limit_join: str = _opt(
-        "user=10/1m burst 5, ip=120/1m burst 60, device=10/1m burst 5",
+        "user=10/1m burst 5, ip=1200/1m burst 600, device=10/1m burst 5",
         "joins per user, IP and device ('dimension=RATE/PERIOD burst N, ...'; 'off': none)",
     )
     limit_danmaku: str = _opt(
-        "user=20/1m burst 5, ip=300/1m burst 60, device=20/1m burst 5",
+        "user=20/1m burst 5, ip=1200/1m burst 300, device=20/1m burst 5",
         "danmaku per user, IP and device",
     )
     limit_like: str = _opt(
-        "user=10/1s burst 100, ip=200/1s burst 2000, device=10/1s burst 100",
+        "user=10/1s burst 100, ip=2000/1s burst 20000, device=10/1s burst 100",
         "likes (counted one by one, not per message) per user, IP and device",
     )
     limit_grab: str = _opt(
-        "user=2/1s burst 5, ip=50/1s burst 200, device=2/1s burst 5",
+        "user=2/1s burst 5, ip=1000/1s burst 5000, device=2/1s burst 5",
         "flash-sale grabs per user, IP and device",
     )
     limit_coupon: str = _opt(
-        "user=5/1m burst 3, ip=60/1m burst 30, device=5/1m burst 3",
+        "user=5/1m burst 3, ip=600/1m burst 300, device=5/1m burst 3",
         "coupon claims per user, IP and device",
     )
     limit_lottery: str = _opt(
-        "user=5/1m burst 3, ip=120/1m burst 60, device=5/1m burst 3",
+        "user=5/1m burst 3, ip=1200/1m burst 600, device=5/1m burst 3",
         "lottery entries per user, IP and device",
     )
     antifraud_bot_rules: str = _opt(
