@@ -241,12 +241,18 @@ class ViewerLoop:
                 self.fail(batch, f"connect: {os.strerror(err)}")
                 continue
             request, accept = upgrade_request(batch.host, batch.port, path)
-            conn = Conn(sock, request, accept, probe)
+            conn = self.new_conn(sock, request, accept, path, probe)
             fd = sock.fileno()
             self.conns[fd] = conn
             self.joining[fd] = batch
             batch.in_flight += 1
             self.ep.register(fd, OUT)
+
+    def new_conn(
+        self, sock: socket.socket, request: bytes, accept: bytes, path: str, probe: bool
+    ) -> Conn:
+        """The state of a new socket (loadtest/swarmclient.py keeps more per viewer)."""
+        return Conn(sock, request, accept, probe)
 
     def fail(self, batch: ConnectBatch, why: str) -> None:
         batch.failed += 1
