@@ -426,7 +426,10 @@ def export_rev(rev: str) -> tuple[Path, str]:
 
 
 def counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+    out = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    if out.get("tick_seconds_count"):
+        out["tick_mean_ms"] = 1000 * out["tick_seconds_sum"] / out["tick_seconds_count"]
+    return out
 
 
 def check_connected(what: str, reply: Any, want: int) -> int:
