@@ -47,6 +47,9 @@ def error_response(exc: EngineError) -> JSON:
     return JSON(body, status_code=status, headers=headers)
 
 
+OVERSIZE_DRAIN_BYTES: Final = 16 << 20
+
+
 def bearer_token(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
@@ -61,13 +64,24 @@ def authenticate(verifier: TokenVerifier, token: str | None) -> Caller:
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
     """The body's JSON object (an empty body is `{}`); too_large, bad_frame, bad_field."""
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+    if length.isdigit() and int(length) > OVERSIZE_DRAIN_BYTES:
         raise EngineError(f"body over {limit} bytes", code=ErrorCode.TOO_LARGE)
     body = b""
+    too_large = False
+    seen = 0
     async for chunk in request.stream():
+        seen += len(chunk)
+        if too_large or seen > limit:
+            # Read a moderate oversize body to its end before answering: a server that answers
+            # 413 and closes while the client is still sending leaves the client with a reset
+            # connection instead of the clear error.
+            too_large = True
+            if seen > OVERSIZE_DRAIN_BYTES:
+                break
+            continue
         body += chunk
-        if len(body) > limit:
-            raise EngineError(f"body over {limit} bytes", code=ErrorCode.TOO_LARGE)
+    if too_large:
+        raise EngineError(f"body over {limit} bytes", code=ErrorCode.TOO_LARGE)
     if not body.strip():
         return {}
     try:
