@@ -551,7 +551,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="measured window, s")
     p.add_argument("--warmup", type=float, default=2.0, help="load before the window, s")
     p.add_argument("--settle", type=float, default=3.0, help="idle time before RSS, s")
-    p.add_argument("--drain", type=float, default=5.0, help="give up the drain after this many seconds without a delivery")
+    p.add_argument("--drain", type=float, default=5.0,
+                   help="give up a drain after this many seconds without a delivery")  # fmt: skip
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios")
     p.add_argument("--servers", default="engine,baseline", help="which servers to measure")
     p.add_argument("--client-procs", type=int, default=2, help="viewer client processes")
