@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="engine", description="live-room interaction engine")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run one engine node")
+    run = sub.add_parser("run", help="run engine nodes: one per core (--workers N)")
     _add_config_flags(run)
 
     token = sub.add_parser("token", help="mint a token with the configured (or dev) key")

@@ -27,7 +27,9 @@ class Config:
     host: str = _opt("127.0.0.1", "interface the viewer gateway and HTTP server bind to")
     ws_port: int = _opt(8900, "viewer WebSocket port (0 picks a free one)")
     reuse_port: bool = _opt(False, "share the viewer port with other nodes (SO_REUSEPORT)")
-    workers: int = _opt(1, "`engine run`: node processes sharing the port; 0 = one per core")
+    workers: int = _opt(
+        0, "`engine run`: node processes sharing the viewer port; 0 = one per core (os.cpu_count)"
+    )
     http_port: int = _opt(8901, "HTTP port for /metrics and /healthz (0 picks a free one)")
     public_ws_url: str = _opt(
         "", "viewer URL to print and hand out (default ws://host:ws_port/v1/ws)"

@@ -20,7 +20,7 @@ import trio
 
 from engine.config import Config
 from engine.devkeys import resolve_keys
-from engine.store.devredis import private_redis
+from engine.store.devredis import free_port, private_redis
 
 log = structlog.get_logger("engine.supervisor")
 
@@ -31,6 +31,8 @@ STOP_TIMEOUT_S = 15.0
 
 
 def worker_count(config: Config) -> int:
+    """Node processes `engine run` starts: `workers`, or one per core when it is 0 (the
+    default)."""
     return config.workers if config.workers > 0 else max(1, os.cpu_count() or 1)
 
 
@@ -38,7 +40,7 @@ def worker_overrides(config: Config, redis_url: str, index: int) -> list[str]:
     """Flags appended to a worker's command line (the last occurrence of a flag wins)."""
     http_port = config.http_port + index if config.http_port else 0
     return ["--workers", "1", "--reuse-port", "--redis-url", redis_url,
-            "--http-port", str(http_port)]  # fmt: skip
+            "--ws-port", str(config.ws_port), "--http-port", str(http_port)]  # fmt: skip
 
 
 class Supervisor:
@@ -52,6 +54,8 @@ class Supervisor:
         self.restarts = 0
 
     async def run(self) -> None:
+        if self.config.ws_port == 0:  # one free port for all: each worker would pick its own
+            self.config = self.config.replace(ws_port=free_port())
         config = self.config
         if config.dev:
             resolve_keys(config)  # create the dev key once, before the workers read it

@@ -174,7 +174,9 @@ def start_engine(
     redis, redis_port = start_redis(logdir)
     try:
         ws_port, http_port = free_port(), free_port()
-        argv = [*engine_argv(tree), "run", "--redis-url", f"redis://{HOST}:{redis_port}/0",
+        # one node: `engine run` starts one per core unless told (--workers)
+        argv = [*engine_argv(tree), "run", "--workers", "1",
+                "--redis-url", f"redis://{HOST}:{redis_port}/0",
                 "--host", HOST, "--ws-port", str(ws_port), "--http-port", str(http_port),
                 "--token-keys", token_keys, "--chat-tick-ms", str(tick_ms),
                 "--heartbeat-interval-s", "600", "--heartbeat-timeout-s", "1800",

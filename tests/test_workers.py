@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 from contextlib import AsyncExitStack
@@ -15,8 +17,11 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
+from engine.cli import main
+from engine.config import Config
 from engine.identity import mint_token
 from engine.store.devredis import free_port
+from engine.supervisor import worker_count
 from tests.conftest import StartEngine
 from tests.support import KEYS, TOKEN_KEYS, viewer
 
@@ -107,3 +112,68 @@ async def test_two_workers_share_the_port_and_a_killed_one_is_replaced(
     with trio.fail_after(20):
         assert await supervisor.wait() == 0
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+def test_workers_default_to_one_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Config().workers == 0  # the default: `engine run` (and `make run`) takes every core
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert worker_count(Config()) == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: one
+    assert worker_count(Config()) == 1
+    assert worker_count(Config(workers=3)) == 3
+    assert worker_count(Config.from_env({"ENGINE_WORKERS": "1"})) == 1
+
+
+def _free_port_pair() -> int:
+    """A free port whose successor is free too (the second worker's HTTP port)."""
+    while True:
+        port = free_port()
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+
+
+async def test_make_run_starts_one_worker_per_core(tmp_path: Path) -> None:
+    """`engine run --dev` as `make run` runs it (private redis-server, no --workers): one node
+    per core, the viewer URL and the dev-token command printed, a dev token accepted."""
+    count = worker_count(Config())
+    ws_port, http_port = free_port(), _free_port_pair()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+    args = [sys.executable, "-m", "engine.cli", "run", "--dev", "--data-dir", str(tmp_path),
+            "--ws-port", str(ws_port), "--http-port", str(http_port),
+            "--log-level", "warning"]  # fmt: skip
+    proc = await trio.lowlevel.open_process(args, stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None
+        text = ""
+        with trio.fail_after(60):  # the supervisor's banner, then each worker's
+            while text.count(" is up\n") < count or not text.endswith("\n"):
+                chunk = await proc.stdout.receive_some(4096)
+                assert chunk, f"engine run exited early: {text}"
+                text += chunk.decode()
+        url = f"ws://127.0.0.1:{ws_port}/v1/ws"
+        if count > 1:
+            assert text.startswith(f"engine: {count} worker processes sharing one viewer port")
+        assert f"viewer WebSocket: {url}?token=<JWT>" in text.splitlines()[1]
+        assert "dev token:        .venv/bin/engine token --dev --user alice --room demo" in text
+        nodes: set[str] = set()
+        with trio.fail_after(30):
+            for probe in itertools.count():  # the kernel spreads connections over the workers
+                minted = io.StringIO()
+                assert main(["token", "--dev", "--data-dir", str(tmp_path), "--user",
+                             f"alice{probe}", "--room", "demo"], out=minted) == 0  # fmt: skip
+                async with viewer(url, minted.getvalue().strip()) as v:
+                    nodes.add(v.welcome["node"])  # type: ignore[attr-defined]
+                if len(nodes) == count:
+                    break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with trio.move_on_after(20):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0

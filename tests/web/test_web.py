@@ -114,11 +114,12 @@ def test_banner_names_the_pages() -> None:
 
 async def test_engine_run_dev_prints_the_demo_urls(redis_url: str, tmp_path: Path) -> None:
     """What `make run` shows: `engine run --dev` prints where the viewer page and the console
-    are, and they answer."""
+    are, and they answer (one node: its free ports are in its own banner; the default of one
+    worker per core is tests/test_workers.py's)."""
     env = {**os.environ, "ENGINE_DATA_DIR": str(tmp_path), "ENGINE_REDIS_URL": redis_url,
            **{f"ENGINE_{k.upper()}": v for k, v in NO_LIMITS.items()}}  # fmt: skip
-    args = [sys.executable, "-m", "engine.cli", "run", "--dev", "--ws-port", "0",
-            "--http-port", "0", "--control-socket", "none", "--log-level", "warning"]  # fmt: skip
+    args = [sys.executable, "-m", "engine.cli", "run", "--dev", "--workers", "1", "--ws-port",
+            "0", "--http-port", "0", "--control-socket", "none", "--log-level", "warning"]  # fmt: skip
     proc = await trio.lowlevel.open_process(args, stdout=subprocess.PIPE, env=env)
     try:
         assert proc.stdout is not None
