@@ -1,5 +1,5 @@
 # Two commands do all the setup on a fresh Debian machine with Python 3.11:
-#   make run    start one engine node on a private redis-server (dev mode)
+#   make run    start one engine node per core on a private redis-server (dev mode)
 #   make test   ruff, mypy, pytest (with the browser tests: installs Debian's chromium and the
 #               npm packages in tests/browser when missing)
 PYTHON ?= python3.11
