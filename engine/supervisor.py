@@ -156,6 +156,8 @@ class _given:
 
 
 def worker_argv() -> list[str]:
-    """The command that runs one worker: this interpreter, `engine.cli`, the same flags (the
-    supervisor appends each worker's own)."""
-    return [sys.executable, "-m", "engine.cli", *sys.argv[1:]]
+    """The command that runs one worker: this process's own command line, as the interpreter
+    got it (`engine run ...`, `python -m engine.cli run ...`, or a launcher that runs another
+    checkout's engine: the workers run the same code), the supervisor appending each worker's
+    flags."""
+    return [sys.executable, *sys.orig_argv[1:]]

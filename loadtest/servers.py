@@ -52,6 +52,7 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: IO[bytes] | None = None
+    children: bool = False  # measure its child processes with it (a supervisor's workers)
     ps: psutil.Process = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,16 +62,40 @@ class Proc:
     def pid(self) -> int:
         return self.popen.pid
 
+    def members(self) -> list[psutil.Process]:
+        """The process, and with `children` the ones it runs now (workers it restarted too)."""
+        if not self.children:
+            return [self.ps]
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            return [self.ps]
+
+    def _times(self) -> list[tuple[float, float]]:
+        out = []
+        for ps in self.members():
+            try:
+                t = ps.cpu_times()
+            except psutil.Error:  # a worker that just exited
+                continue
+            out.append((float(t.user), float(t.system)))
+        return out
+
     def cpu_s(self) -> float:
-        t = self.ps.cpu_times()
-        return float(t.user + t.system)
+        return sum(u + s for u, s in self._times())
 
     def cpu_split(self) -> tuple[float, float]:
-        t = self.ps.cpu_times()
-        return float(t.user), float(t.system)
+        times = self._times()
+        return sum(u for u, _ in times), sum(s for _, s in times)
 
     def rss(self) -> int:
-        return int(self.ps.memory_info().rss)
+        total = 0
+        for ps in self.members():
+            try:
+                total += int(ps.memory_info().rss)
+            except psutil.Error:
+                continue
+        return total
 
     def stop(self, grace: float = 5.0) -> None:
         if self.popen.poll() is None:
@@ -168,34 +193,62 @@ class ServerUnderTest:
         return out
 
 
+def free_ports(n: int) -> int:
+    """The first of `n` consecutive free ports (a supervisor's workers' HTTP sides)."""
+    while True:
+        first = free_port()
+        try:
+            for port in range(first + 1, first + n):
+                with socket.socket() as s:
+                    s.bind((HOST, port))
+        except OSError:
+            continue
+        return first
+
+
 def start_engine(
-    tick_ms: int, token_keys: str, logdir: Path, tree: Path | None = None
+    tick_ms: int,
+    token_keys: str,
+    logdir: Path,
+    tree: Path | None = None,
+    *,
+    workers: int = 1,
+    redis: tuple[Proc, int] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> ServerUnderTest:
-    redis, redis_port = start_redis(logdir)
+    """`engine run` on a fresh redis-server of its own, or on `redis` (proc, port: another
+    node's, which stays its owner's to stop). `workers` > 1: one supervisor and its workers
+    sharing the viewer port, measured together; their HTTP sides are http_port + i."""
+    own_redis = redis is None
+    redis_proc, redis_port = start_redis(logdir) if redis is None else redis
     try:
-        ws_port, http_port = free_port(), free_port()
-        # one node: `engine run` starts one per core unless told (--workers)
-        argv = [*engine_argv(tree), "run", "--workers", "1",
+        ws_port, http_port = free_port(), free_ports(workers)
+        # one node unless told: `engine run` starts one per core by default
+        argv = [*engine_argv(tree), "run", "--workers", str(workers),
                 "--redis-url", f"redis://{HOST}:{redis_port}/0",
                 "--host", HOST, "--ws-port", str(ws_port), "--http-port", str(http_port),
                 "--token-keys", token_keys, "--chat-tick-ms", str(tick_ms),
                 "--heartbeat-interval-s", "600", "--heartbeat-timeout-s", "1800",
-                "--log-level", "warning"]  # fmt: skip
+                "--log-level", "warning", *extra]  # fmt: skip
         # the benchmark measures fan-out: its senders, all on one IP and faster than any person,
         # would be rate limited by the anti-fraud layer (an env var: older trees ignore it)
         env = {**os.environ, "ENGINE_ANTIFRAUD": "false"}
         proc = _spawn(f"engine-tick{tick_ms}-{ws_port}", argv, logdir, env)
+        proc.children = workers > 1
         try:
             wait_port(ws_port, proc.popen)
+            for i in range(workers):  # every worker up, or the first takes every viewer
+                wait_port(http_port + i, proc.popen)
         except BaseException:
             proc.stop()
             raise
     except BaseException:
-        redis.stop()
+        if own_redis:
+            redis_proc.stop()
         raise
-    label = f"engine (tick {tick_ms} ms)"
-    return ServerUnderTest("engine", label, proc, ws_port, redis, http_port,
-                           ["ENGINE_ANTIFRAUD=false", *argv])  # fmt: skip
+    label = f"engine (tick {tick_ms} ms{f', {workers} workers' if workers > 1 else ''})"
+    return ServerUnderTest("engine", label, proc, ws_port, redis_proc if own_redis else None,
+                           http_port, ["ENGINE_ANTIFRAUD=false", *argv])  # fmt: skip
 
 
 def start_baseline(batch_ms: int, token_keys: str, logdir: Path) -> ServerUnderTest:
