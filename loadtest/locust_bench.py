@@ -1,0 +1,246 @@
+"""A recorded locust run: a private redis-server and engine, a quiet machine, the locust scenarios
+(loadtest/locustfile.py) headless, and who used the CPU while they ran.
+
+    flock /tmp/bench.lock .venv/bin/python -m loadtest.locust_bench -u 300 -r 50 -t 60s
+    python -m loadtest.locust_bench -u 300 -t 60s --processes 2 --workers 2 -- --codec msgpack
+
+The engine runs with its anti-fraud defaults, trusting 127.0.0.1 as a proxy so that each
+viewer's X-Forwarded-For address counts as its IP (one machine, hundreds of people), and
+`--workers` node processes (default 1: the other core is locust's). Before starting it waits
+(at most --quiet-wait s) until other processes use at most --quiet-max % of a core. Printed: the
+command, machine and date, the CPU each party used (engine, redis-server, locust, everything
+else), and the locust statistics as a Markdown table; locust's CSV files and a JSON summary go
+to loadtest/results/locust-<time>*. Arguments after `--` go to locust as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from loadtest.servers import (
+    HOST,
+    Proc,
+    engine_argv,
+    free_port,
+    machine_info,
+    start_redis,
+    wait_port,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "loadtest" / "results"
+KEYS = "bench:locust-benchmark-secret-0123456789abcdef0123456789"
+COLUMNS = ["Request Count", "Failure Count", "50%", "95%", "99%", "Max Response Time", "Requests/s"]
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-u", "--users", type=int, default=300, help="locust users (one anchor)")
+    p.add_argument("-r", "--spawn-rate", type=float, default=50.0)
+    p.add_argument("-t", "--run-time", default="60s")
+    p.add_argument("--processes", type=int, default=1, help="locust processes (--processes)")
+    p.add_argument("--workers", type=int, default=1, help="engine node processes")
+    p.add_argument("--quiet-wait", type=float, default=120.0, help="s to wait for a quiet machine")
+    p.add_argument("--quiet-max", type=float, default=15.0, help="%% of a core others may use")
+    p.add_argument("--out", default="", help="CSV prefix (default loadtest/results/locust-<time>)")
+    args, rest = p.parse_known_args(argv)
+    return args, [a for a in rest if a != "--"]
+
+
+def tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process and its children (0 for what is gone)."""
+    total = 0.0
+    for p in [proc, *_children(proc)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def busy_s() -> float:
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - t.iowait
+
+
+def wait_quiet(ours: list[psutil.Process], limit_s: float, max_pct: float) -> float:
+    """Wait until others use <= max_pct % of a core for 3 s in a row (at most limit_s); returns
+    the last reading."""
+    deadline, quiet, other = time.monotonic() + limit_s, 0, 0.0
+    while limit_s > 0:
+        b0, o0, t0 = busy_s(), sum(map(tree_cpu, ours)), time.monotonic()
+        time.sleep(1.0)
+        other = 100 * (busy_s() - b0 - (sum(map(tree_cpu, ours)) - o0)) / (time.monotonic() - t0)
+        quiet = quiet + 1 if other <= max_pct else 0
+        if quiet >= 3 or time.monotonic() > deadline:
+            break
+    return round(other, 1)
+
+
+def start_engine(workers: int, logdir: Path) -> tuple[Proc, Proc, int, int]:
+    redis, redis_port = start_redis(logdir)
+    ws_port, http_port = free_port(), free_port()
+    argv = [
+        *engine_argv(),
+        "run",
+        "--redis-url",
+        f"redis://{HOST}:{redis_port}/0",
+        "--host",
+        HOST,
+        "--ws-port",
+        str(ws_port),
+        "--http-port",
+        str(http_port),
+        "--workers",
+        str(workers),
+        "--token-keys",
+        KEYS,
+        "--trusted-proxies",
+        HOST,
+        "--control-socket",
+        "none",
+        "--log-level",
+        "warning",
+    ]
+    log = (logdir / f"engine-{ws_port}.log").open("wb")
+    popen = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO
+    )
+    engine = Proc(f"engine-{ws_port}", popen, log)
+    try:
+        wait_port(http_port, popen)
+        wait_port(ws_port, popen)
+    except BaseException:
+        engine.stop()
+        redis.stop()
+        raise
+    return engine, redis, ws_port, http_port
+
+
+def markdown(stats_csv: Path) -> str:
+    with stats_csv.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    head = "| type | name | requests | failures | p50 ms | p95 ms | p99 ms | max ms | per s |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        values = [
+            r["Request Count"],
+            r["Failure Count"],
+            r["50%"],
+            r["95%"],
+            r["99%"],
+            f"{float(r['Max Response Time']):.0f}",
+            f"{float(r['Requests/s']):.1f}",
+        ]
+        lines.append(f"| {r['Type']} | {r['Name'] or '(all)'} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    prefix = Path(args.out) if args.out else RESULTS / f"locust-{stamp}"
+    logdir = prefix.parent / f"{prefix.name}-logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    engine, redis, ws_port, http_port = start_engine(args.workers, logdir)
+    try:
+        servers = [engine.ps, redis.ps]
+        other_before = wait_quiet(servers, args.quiet_wait, args.quiet_max)
+        locust = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(REPO / "loadtest" / "locustfile.py"),
+            "--headless",
+            "-u",
+            str(args.users),
+            "-r",
+            str(args.spawn_rate),
+            "-t",
+            args.run_time,
+            "--csv",
+            str(prefix),
+            "--only-summary",
+            "--host",
+            f"http://{HOST}:{http_port}",
+            "--ws-url",
+            f"ws://{HOST}:{ws_port}/v1/ws",
+            "--engine-secret",
+            KEYS,
+            *(["--processes", str(args.processes)] if args.processes > 1 else []),
+            *extra,
+        ]
+        print(
+            "command:",
+            shlex.join(["python", "-m", "loadtest.locust_bench", *(argv or sys.argv[1:])]),
+        )
+        cpu0 = {"engine": tree_cpu(engine.ps), "redis-server": tree_cpu(redis.ps)}
+        b0, t0 = busy_s(), time.monotonic()
+        log_path = logdir / "locust.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(locust, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            ps, locust_cpu = psutil.Process(proc.pid), 0.0
+            while proc.poll() is None:  # sampled: locust's worker processes are gone at the end
+                locust_cpu = max(locust_cpu, tree_cpu(ps))
+                time.sleep(0.5)
+        out = log_path.read_bytes()
+        wall = time.monotonic() - t0
+        used = {
+            "engine": tree_cpu(engine.ps) - cpu0["engine"],
+            "redis-server": tree_cpu(redis.ps) - cpu0["redis-server"],
+            "locust": locust_cpu,
+        }
+        used["others"] = max(0.0, busy_s() - b0 - sum(used.values()))
+        cpu = {k: round(100 * v / wall, 1) for k, v in used.items()}
+    finally:
+        engine.stop()
+        redis.stop()
+    sys.stdout.write(out.decode(errors="replace")[-20000:])
+    summary: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "locust": locust,
+        "exit": proc.returncode,
+        "cpu_pct_of_a_core": cpu,
+        "others_before_pct": other_before,
+        "wall_s": round(wall, 1),
+    }
+    prefix.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    m = summary["machine"]
+    print(f"\nmachine: {m['nproc']} cores {m['cpu_model']}, {m['ram_gib']} GiB; {summary['date']}")
+    print(
+        "CPU, % of one core over the run:",
+        ", ".join(f"{k} {v}" for k, v in cpu.items()),
+        f"(others before the start: {other_before})",
+    )
+    print(
+        f"engine: {args.workers} worker(s), anti-fraud defaults; "
+        f"locust: {args.processes} process(es)"
+    )
+    print(markdown(Path(f"{prefix}_stats.csv")))
+    print(f"files: {prefix}_*.csv, {prefix.with_suffix('.json')}")
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
