@@ -173,24 +173,29 @@ class ServerUnderTest:
         """Hot-path counters from the engine's /metrics (empty for the baseline)."""
         if self.kind != "engine":
             return {}
-        url = f"http://{HOST}:{self.http_port}/metrics/"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                text = response.read().decode()
-        except OSError:
-            return {}
-        out: dict[str, float] = {}
-        for name in ("frames_sent", "frames_dropped", "slow_consumer_closes", "bytes_sent"):
-            m = re.search(rf"^engine_{name}(?:_total)? ([0-9.e+]+)$", text, re.M)
-            if m:
-                out[name] = float(m.group(1))
-        for name in ("sum", "count"):  # mean time one broadcaster tick over all rooms takes
-            m = re.search(rf"^engine_tick_duration_seconds_{name} ([0-9.e+]+)$", text, re.M)
-            if m:
-                out[f"tick_seconds_{name}"] = float(m.group(1))
-        closes = re.findall(r'^engine_closes_total\{code="([^"]+)"\} ([0-9.e+]+)$', text, re.M)
-        out["closes"] = sum(float(v) for _, v in closes)
-        return out
+        return engine_counters(f"http://{HOST}:{self.http_port}")
+
+
+def engine_counters(http_url: str) -> dict[str, float]:
+    """Hot-path counters from an engine node's /metrics (`http_url`: its HTTP side); empty when
+    it cannot be read."""
+    try:
+        with urllib.request.urlopen(http_url.rstrip("/") + "/metrics/", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for name in ("frames_sent", "frames_dropped", "slow_consumer_closes", "bytes_sent"):
+        m = re.search(rf"^engine_{name}(?:_total)? ([0-9.e+]+)$", text, re.M)
+        if m:
+            out[name] = float(m.group(1))
+    for name in ("sum", "count"):  # mean time one broadcaster tick over all rooms takes
+        m = re.search(rf"^engine_tick_duration_seconds_{name} ([0-9.e+]+)$", text, re.M)
+        if m:
+            out[f"tick_seconds_{name}"] = float(m.group(1))
+    closes = re.findall(r'^engine_closes_total\{code="([^"]+)"\} ([0-9.e+]+)$', text, re.M)
+    out["closes"] = sum(float(v) for _, v in closes)
+    return out
 
 
 def free_ports(n: int) -> int:
