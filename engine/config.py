@@ -67,6 +67,11 @@ class Config:
     chat_tick_ms: int = _opt(
         100, "chat coalescing tick; 0 sends every chat message in a frame of its own at once"
     )
+    chat_publish_window_ms: float = _opt(
+        20.0,
+        "danmaku a node takes in for a room within this window go to Redis as one message "
+        "(one seq); 0 = only those that queue behind a publish under way",
+    )
     chat_frame_max_messages: int = _opt(200, "a chat frame goes out early at this many messages")
     chat_frame_max_bytes: int = _opt(32768, "a chat frame goes out early near this many bytes")
     outbox_max_bytes: int = _opt(

@@ -166,7 +166,9 @@ class Engine:
             )
             await store.load_scripts()
             rooms = RoomRegistry(config, store, self.stats, self.metrics)
-            chat = Chat(store, self.node_id, config.max_danmaku_chars)
+            # with chat_tick_ms 0 every danmaku goes out at once: no window to wait in either
+            window_s = config.chat_publish_window_ms / 1000 if rooms.tick_s > 0 else 0.0
+            chat = Chat(store, self.node_id, config.max_danmaku_chars, window_s=window_s)
             likes = LikeCounter(store, rooms.tick_s)
             dispatcher = Dispatcher()
             popups = Popups(store)
@@ -247,6 +249,7 @@ class Engine:
                 async with trio.open_nursery() as nursery:
                     self._services_scope = nursery.cancel_scope
                     await nursery.start(rooms.run)
+                    await nursery.start(chat.run)
                     await nursery.start(presence.run)
                     if guard is not None:
                         await nursery.start(guard.run)

@@ -155,6 +155,19 @@ class Viewer:
                 ):
                     return message
 
+    async def answer(self, rid: Any, timeout: float = 5) -> dict[str, Any]:
+        """The `result` or `error` answering `rid`, whether it came already (answers need not
+        come in the order of the requests: a danmaku is answered once its batch is published,
+        a refusal at once) or is still to come."""
+        for message in self.seen:
+            if message.get("type") in ("result", "error") and message.get("rid") == rid:
+                return message
+        with trio.fail_after(timeout):
+            while True:
+                message = await self.recv(timeout=timeout)
+                if message.get("type") in ("result", "error") and message.get("rid") == rid:
+                    return message
+
     async def chat_texts(self, count: int, timeout: float = 5) -> list[str]:
         """Texts of the next `count` chat items, across chat frames."""
         texts: list[str] = []

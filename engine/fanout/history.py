@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 
+from engine.features.chat import chat_items
 from engine.protocol import server
 from engine.protocol.codec import Codec
 from engine.protocol.wsframe import encode_frame
@@ -24,7 +25,7 @@ def message_frame(message: dict[str, Any], seq: int) -> dict[str, Any] | None:
     """The server message one bus message becomes on its own (resume replays them one by one)."""
     kind = message.get("k")
     if kind == "chat":
-        return server.chat([{**message["m"], "seq": seq}], seq=seq)
+        return server.chat([{**item, "seq": seq} for item in chat_items(message)], seq=seq)
     if kind == "likes":
         return server.likes(int(message["n"]), seq=seq)
     if kind == "popup":

@@ -19,6 +19,7 @@ from engine.fanout.broadcaster import Outgoing, RoomBroadcaster
 from engine.fanout.history import RoomHistory
 from engine.fanout.outbox import FrameKind
 from engine.fanout.sequencer import Sequencer
+from engine.features.chat import chat_items
 from engine.protocol.codec import Codec
 from engine.protocol.wsframe import encode_frame
 from engine.stats import NodeStats
@@ -143,7 +144,12 @@ class LocalRoom:
         kind = message.get("k")
         broadcaster = self.broadcaster
         if kind == "chat":
-            self.send_all(broadcaster.add_chat(message["m"], len(payload), seq))
+            items = chat_items(message)
+            size = len(payload) // len(items) + 1
+            outs: list[Outgoing] = []
+            for item in items:
+                outs += broadcaster.add_chat(item, size, seq)
+            self.send_all(outs)
         elif kind == "likes":
             broadcaster.set_likes(int(message["n"]), seq)
         elif kind == "popup":

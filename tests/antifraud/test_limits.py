@@ -59,10 +59,10 @@ async def test_danmaku_over_the_limit_gets_rate_limited_with_retry_after(
     ):
         for i in range(3):
             await alice.send(type="danmaku", text=f"hello {i}", rid=i)
-        assert (await alice.recv_type("result", rid=0))["ok"]
-        assert (await alice.recv_type("result", rid=1))["ok"]
-        error = await alice.recv_type("error", rid=2)
-        assert error["code"] == "rate_limited" and error["retry_after_ms"] > 0
+        assert (await alice.answer(0))["ok"]
+        assert (await alice.answer(1))["ok"]
+        error = await alice.answer(2)
+        assert error["type"] == "error" and error["code"] == "rate_limited" and error["retry_after_ms"] > 0
         assert "user" in error["message"]
         # refused locally until the retry-after: same answer, no Redis call needed
         calls = engine.antifraud.limiter.calls
@@ -90,14 +90,13 @@ async def test_danmaku_limits_per_ip_and_device_span_accounts(
         answers = []
         for i, v in enumerate([a, b, a, b]):  # 4 messages from one IP, 2 per user
             await v.send(type="danmaku", text=f"ip {i}", rid=i)
-            answers.append(await v.recv_type("result", rid=i) if i < 3 else
-                           await v.recv_type("error", rid=i))  # fmt: skip
+            answers.append(await v.answer(i))
+        assert [answer["type"] for answer in answers] == ["result"] * 3 + ["error"]
         assert answers[3]["code"] == "rate_limited" and "ip" in answers[3]["message"]
         for i, v in enumerate([c, d, c]):  # 3 from one device, 2 accounts
             await v.send(type="danmaku", text=f"dev {i}", rid=10 + i)
-        await c.recv_type("result", rid=10)
-        await d.recv_type("result", rid=11)
-        error = await c.recv_type("error", rid=12)
+        assert (await c.answer(10))["ok"] and (await d.answer(11))["ok"]
+        error = await c.answer(12)
         assert error["code"] == "rate_limited" and "device" in error["message"]
 
 

@@ -41,6 +41,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from engine import Engine
+from engine.features.chat import chat_items
 from engine.store import keys
 from engine.store.store import Store, open_redis
 from tests.antifraud.support import AF, url
@@ -411,8 +412,8 @@ async def test_seeded_simulation_blocks_bots_and_lets_humans_be(
     # room's history (an observer the machine left behind may have lost chat frames)
     async with open_redis(redis_url) as redis:
         _, published = await Store(redis).history(room, 0, 10**9)
-    sim.seen |= {msgpack.unpackb(p)["m"]["id"] for _, p in published
-                 if msgpack.unpackb(p).get("k") == "chat"}  # fmt: skip
+    sim.seen |= {item["id"] for _, p in published if (m := msgpack.unpackb(p)).get("k") == "chat"
+                 for item in chat_items(m)}  # fmt: skip
     for actor in sim.actors:
         settle(actor, sim.seen)
     report(sim.actors)

@@ -20,11 +20,23 @@ from engine.store.store import now_ms
 def register(
     dispatcher: Dispatcher, chat: Chat, likes: LikeCounter, guard: AntiFraud | None = None
 ) -> None:
+    def publish(conn: ViewerConnection, room: LocalRoom, message: Danmaku) -> None:
+        """Queue the danmaku; the sender's result follows when its batch is out. The read loop
+        does not wait for Redis, so a sender's next frames are read meanwhile."""
+        rid = message.rid
+
+        def done(seq: int | None, error: Exception | None) -> None:
+            if error is not None:
+                send_to(conn, server.error(ErrorCode.UNAVAILABLE, "try again", rid))
+            else:
+                reply(conn, rid, id=item["id"], seq=seq)
+
+        item = chat.send_nowait(room.id, conn.identity, message, room.phrases, done)
+
     async def danmaku(conn: ViewerConnection, room: LocalRoom, message: Danmaku) -> None:
         visitor = conn.visitor
         if guard is None or visitor is None:
-            item = await chat.send(room.id, conn.identity, message, room.phrases)
-            reply(conn, message.rid, id=item["id"], seq=item["seq"])
+            publish(conn, room, message)
             return
         verdict = await guard.danmaku(visitor, message.text)
         if verdict.shadow:  # muted: the sender alone sees it, as if it had gone out
@@ -34,10 +46,12 @@ def register(
             return
         if verdict.text is not None:
             message = dataclasses.replace(message, text=verdict.text)
-        item = await chat.send(room.id, conn.identity, message, room.phrases)
-        reply(conn, message.rid, id=item["id"], seq=item["seq"])
-        if verdict.flagged:
-            await guard.flagged(visitor, item, verdict.flagged)
+        if not verdict.flagged:
+            publish(conn, room, message)
+            return
+        item = await chat.send(room.id, conn.identity, message, room.phrases)  # rare: wait for
+        reply(conn, message.rid, id=item["id"], seq=item["seq"])  # the seq the host is told
+        await guard.flagged(visitor, item, verdict.flagged)
 
     async def like(conn: ViewerConnection, room: LocalRoom, message: Like) -> None:
         if guard is not None and conn.visitor is not None:
