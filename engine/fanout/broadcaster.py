@@ -81,8 +81,14 @@ class RoomBroadcaster:
     def add_chat(self, item: dict[str, Any], size: int, seq: int) -> list[Outgoing]:
         """Queue one chat item (`size`: its encoded size, near enough). Returns the frames to
         send now: none until the tick, unless batching is off or the batch is full."""
-        item["seq"] = seq
-        self._chat.append(item)
+        return self.add_chats([item], size, seq)
+
+    def add_chats(self, items: list[dict[str, Any]], size: int, seq: int) -> list[Outgoing]:
+        """Queue the chat items of one room message (they share `seq`, so no frame splits
+        them: a frame's seq promises all of it). `size`: their encoded size, near enough."""
+        for item in items:
+            item["seq"] = seq
+        self._chat += items
         self._chat_bytes += size
         self.pending_seq = self.content_seq = seq
         if (

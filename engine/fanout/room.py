@@ -144,12 +144,7 @@ class LocalRoom:
         kind = message.get("k")
         broadcaster = self.broadcaster
         if kind == "chat":
-            items = chat_items(message)
-            size = len(payload) // len(items) + 1
-            outs: list[Outgoing] = []
-            for item in items:
-                outs += broadcaster.add_chat(item, size, seq)
-            self.send_all(outs)
+            self.send_all(broadcaster.add_chats(chat_items(message), len(payload), seq))
         elif kind == "likes":
             broadcaster.set_likes(int(message["n"]), seq)
         elif kind == "popup":

@@ -184,3 +184,11 @@ def test_membership_counts_and_removal() -> None:
     r.remove(a)
     r.remove(a)
     assert r.size == 1 and r.members() == [b]
+
+
+def test_items_of_one_message_share_a_frame_even_past_the_caps() -> None:
+    b = RoomBroadcaster(tick_s=0.1, max_messages=3, max_bytes=10_000)
+    assert b.add_chats([item(1)], 10, seq=1) == []
+    (out,) = b.add_chats([item(2), item(3), item(4), item(5)], 40, seq=2)  # over 3 messages
+    assert [m["seq"] for m in out.message["msgs"]] == [1, 2, 2, 2, 2]
+    assert out.message["seq"] == 2
