@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `loadtest` fr
 from loadtest import locustproto as lp
 from loadtest.control import OPENAPI_PATH, operations
 
-PROCESS = f"{os.getpid():x}{random.randrange(16**3):03x}"  # user ids differ across processes
+_TAGS: dict[int, str] = {}
 _numbers = itertools.count()
 _DEFAULT_ROOM = f"locust-{int(time.time()):x}"
 
@@ -85,6 +85,11 @@ def _arguments(parser: Any) -> None:
         help="send no X-Forwarded-For (default: a 10.x address per viewer, "
         "used only if the engine trusts this machine as a proxy)",
     )
+    group.add_argument(
+        "--lift-ip-limits",
+        action="store_true",
+        help="the anchor switches the room's per-IP rate limits off (set_limit) first",
+    )
     group.add_argument("--end-room", action="store_true", help="end the room when stopping")
 
 
@@ -123,7 +128,7 @@ class RoomViewer(User):
     def on_start(self) -> None:
         env = self.environment
         self.n = next(_numbers)
-        self.user = f"v{PROCESS}-{self.n}"
+        self.user = f"v{_process_tag()}-{self.n}"
         share = float(_option(env, "watch_share", 0.2))
         watcher = share > 0 and self.n % max(1, round(1 / share)) == 0
         self.brain = lp.ViewerBrain(self.user, watcher=watcher)
@@ -279,6 +284,15 @@ class Lurker(RoomViewer):
     wait_time = between(5, 15)
 
 
+def _process_tag() -> str:
+    """Distinct in every locust process: `--processes` forks after importing this file, so
+    anything computed at import is the same in all of them."""
+    pid = os.getpid()
+    if pid not in _TAGS:
+        _TAGS[pid] = f"{pid:x}{random.randrange(16**3):03x}"
+    return _TAGS[pid]
+
+
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
@@ -313,6 +327,7 @@ class Anchor(HttpUser):
             countdown_s=_option(env, "countdown_s", 3.0),
             stock=_option(env, "sale_stock", 0),
             coupons=_option(env, "coupons", 0),
+            lift_ip_limits=_option(env, "lift_ip_limits", False),
         )
         self.t0 = time.monotonic()
 

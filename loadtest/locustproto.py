@@ -425,15 +425,22 @@ def anchor_plan(
     stock: int = 0,
     coupons: int = 0,
     winners: int = 3,
+    lift_ip_limits: bool = False,
 ) -> Iterator[Step]:
     """The anchor's timeline: setup at 0, then cycle k from `first_s + k * cycle_s`: a product
     card and a flash sale opening after `countdown_s` (stock: a quarter of the viewers unless
     given), a coupon drop at 30 % of the cycle (half the viewers), a lottery at 45 % (keyword or
     lottery_enter) drawn at 85 %, a live-numbers read at 60 %. Ids carry `run`, so two runs in
-    one room never collide. Endless: the caller stops reading it."""
+    one room never collide. `lift_ip_limits`: first switch the room's per-IP rate limits off
+    (`set_limit`), for a load that comes from a few addresses the engine cannot see past (a
+    deployed engine behind its own load balancer). Endless: the caller stops reading it."""
     stock = stock or max(1, viewers // 4)
     coupons = coupons or max(1, viewers // 2)
     yield Step(0.0, "create_room", {"title": "Locust live", "anchor": ANCHOR})
+    for action in (
+        ("join", "danmaku", "like", "grab", "coupon", "lottery") if lift_ip_limits else ()
+    ):
+        yield Step(0.0, "set_limit", {"action": action, "dimension": "ip", "off": True})
     yield Step(0.0, "set_products", {"products": PRODUCTS})
     yield Step(0.0, "start_room", {})
     k = 0

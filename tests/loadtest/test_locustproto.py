@@ -278,9 +278,19 @@ def test_the_anchor_plan_sets_up_then_cycles_in_time_order() -> None:
 
 def test_every_planned_command_is_one_the_registry_accepts() -> None:
     registry = build_registry()
-    for step in itertools.islice(lp.anchor_plan(run="r", viewers=3), 3 + 12):
+    plan = lp.anchor_plan(run="r", viewers=3, lift_ip_limits=True)
+    for step in itertools.islice(plan, 3 + 6 + 12):
         command = registry.get(step.command)
         command.params.model_validate(lp.resolve(step, 1_764_000_000_000))
+
+
+def test_ip_limits_are_lifted_only_when_asked() -> None:
+    def lifted(**kw: bool) -> list[str]:
+        setup = itertools.islice(lp.anchor_plan(run="r", viewers=3, **kw), 9)
+        return [s.params["action"] for s in setup if s.command == "set_limit"]
+
+    assert lifted() == []
+    assert lifted(lift_ip_limits=True) == ["join", "danmaku", "like", "grab", "coupon", "lottery"]
 
 
 def test_control_codes_and_what_a_rerun_tolerates() -> None:
