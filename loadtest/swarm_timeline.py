@@ -110,16 +110,20 @@ def default_document() -> dict[str, Any]:
     return {"background": dict(BACKGROUND), "phases": [{"kind": k} for k in DEFAULT_ORDER]}
 
 
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
 def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
     """`value` as the type of the default (ints may be given for floats)."""
+    wrong = TimelineError(f"{where}: {key} must be {_KIND_NAMES[type(default)]}, not {value!r}")
     if isinstance(default, bool) or isinstance(value, bool):
-        raise TimelineError(f"{where}: {key} must be a {type(default).__name__}, not {value!r}")
+        raise wrong
     if isinstance(default, float) and isinstance(value, int | float):
         value = float(value)
     elif isinstance(default, int) and isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, type(default)):
-        raise TimelineError(f"{where}: {key} must be a {type(default).__name__}, not {value!r}")
+        raise wrong
     if isinstance(value, int | float) and value < 0:
         raise TimelineError(f"{where}: {key} must not be negative ({value!r})")
     return value
