@@ -82,6 +82,26 @@ def busy_s() -> float:
     return sum(t) - t.idle - t.iowait
 
 
+def sample(
+    parties: dict[str, psutil.Process], proc: subprocess.Popen[bytes]
+) -> list[dict[str, float]]:
+    """Until `proc` ends: each second, the % of a core each party used and everything else
+    (`others`). Sampled, because locust's worker processes are gone when it ends."""
+    seconds: list[dict[str, float]] = []
+    last = {k: tree_cpu(p) for k, p in parties.items()}
+    busy, t = busy_s(), time.monotonic()
+    while proc.poll() is None:
+        time.sleep(1.0)
+        now = {k: tree_cpu(p) for k, p in parties.items()}
+        busy_now, t_now = busy_s(), time.monotonic()
+        dt = t_now - t
+        row = {k: max(0.0, now[k] - last[k]) for k in parties}
+        row["others"] = max(0.0, busy_now - busy - sum(row.values()))
+        seconds.append({k: round(100 * v / dt, 1) for k, v in row.items()})
+        last, busy, t = now, busy_now, t_now
+    return seconds or [dict.fromkeys([*parties, "others"], 0.0)]
+
+
 def wait_quiet(ours: list[psutil.Process], limit_s: float, max_pct: float) -> float:
     """Wait until others use <= max_pct % of a core for 3 s in a row (at most limit_s); returns
     the last reading."""
@@ -194,24 +214,20 @@ def main(argv: list[str] | None = None) -> int:
             "command:",
             shlex.join(["python", "-m", "loadtest.locust_bench", *(argv or sys.argv[1:])]),
         )
-        cpu0 = {"engine": tree_cpu(engine.ps), "redis-server": tree_cpu(redis.ps)}
-        b0, t0 = busy_s(), time.monotonic()
         log_path = logdir / "locust.log"
         with log_path.open("wb") as log:
+            t0 = time.monotonic()
             proc = subprocess.Popen(locust, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-            ps, locust_cpu = psutil.Process(proc.pid), 0.0
-            while proc.poll() is None:  # sampled: locust's worker processes are gone at the end
-                locust_cpu = max(locust_cpu, tree_cpu(ps))
-                time.sleep(0.5)
+            parties = {
+                "engine": engine.ps,
+                "redis-server": redis.ps,
+                "locust": psutil.Process(proc.pid),
+            }
+            seconds = sample(parties, proc)
         out = log_path.read_bytes()
         wall = time.monotonic() - t0
-        used = {
-            "engine": tree_cpu(engine.ps) - cpu0["engine"],
-            "redis-server": tree_cpu(redis.ps) - cpu0["redis-server"],
-            "locust": locust_cpu,
-        }
-        used["others"] = max(0.0, busy_s() - b0 - sum(used.values()))
-        cpu = {k: round(100 * v / wall, 1) for k, v in used.items()}
+        cpu = {k: round(sum(s[k] for s in seconds) / max(1, len(seconds)), 1) for k in seconds[0]}
+        peak = {k: round(max(s[k] for s in seconds), 1) for k in seconds[0]}
     finally:
         engine.stop()
         redis.stop()
@@ -222,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "locust": locust,
         "exit": proc.returncode,
         "cpu_pct_of_a_core": cpu,
+        "cpu_pct_peak_1s": peak,
+        "cpu_pct_per_s": seconds,
         "others_before_pct": other_before,
         "wall_s": round(wall, 1),
     }
@@ -233,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         ", ".join(f"{k} {v}" for k, v in cpu.items()),
         f"(others before the start: {other_before})",
     )
+    print("  busiest second:", ", ".join(f"{k} {v}" for k, v in peak.items()))
     print(
         f"engine: {args.workers} worker(s), anti-fraud defaults; "
         f"locust: {args.processes} process(es)"
