@@ -23,7 +23,7 @@ from engine.protocol.codec import Codec
 
 if TYPE_CHECKING:
     from engine.antifraud.guard import Visitor
-    from engine.fanout.room import LocalRoom
+    from engine.fanout.room import Frame, LocalRoom
     from engine.gateway.gateway import Gateway
 
 CLOSE_GRACE_S = 2.0  # how long a closing viewer has to answer our close frame
@@ -110,6 +110,41 @@ class ViewerConnection:
             if outbox.dropped:
                 self.gateway.stats.frames_dropped += outbox.dropped
                 outbox.dropped = 0
+
+    def deliver_all(self, frames: list[Frame], joined: bytes) -> None:
+        """Several frames in one write (`joined`: their bytes end to end); what the socket does
+        not take is queued frame by frame, so each keeps its drop policy."""
+        if self.closing:
+            return
+        if self.outbox is not None:
+            for frame, kind, key in frames:
+                self.deliver(frame, kind, key)
+            return
+        try:
+            sent = self.sock.send(joined)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.broken("send failed")
+            return
+        if sent == len(joined):
+            return
+        outbox = self.outbox = Outbox(self.gateway.config.outbox_max_bytes)
+        now = trio.current_time()
+        started = False
+        for frame, kind, key in frames:
+            if not started:
+                if sent >= len(frame):  # went out whole
+                    sent -= len(frame)
+                    continue
+                started = True
+                if sent:
+                    outbox.push_partial(frame, sent, now)
+                    continue
+            if not outbox.push(frame, kind, key, now):
+                self.close(ErrorCode.SLOW_CONSUMER, "too far behind")
+                break
+        self._ensure_writer()
 
     def send_now(self, frame: bytes) -> None:
         """A frame for this viewer alone (result, error, pong): never dropped."""

@@ -110,6 +110,10 @@ class FakeSink:
     def deliver(self, frame: bytes, kind: FrameKind, key: str | None) -> None:
         self.frames.append((frame, kind, key))
 
+    def deliver_all(self, frames: list[tuple[bytes, FrameKind, str | None]], joined: bytes) -> None:
+        assert joined == b"".join(frame for frame, _, _ in frames)
+        self.frames += frames
+
 
 def room() -> LocalRoom:
     r = LocalRoom("r", broadcaster(max_messages=10), NodeStats(), history_size=100)
