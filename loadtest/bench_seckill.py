@@ -590,7 +590,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quiet-max",
         type=float,
         default=30.0,
-        help="quiet: other processes use at most this % of a core",
+        help="quiet: other processes use at most this %% of a core",
     )
     p.add_argument("--profile", metavar="DIR", help="py-spy the engine in the e2e window")
     p.add_argument("--json", metavar="FILE", help="results file (default loadtest/results/...)")

@@ -1,0 +1,20 @@
+"""Every benchmark's `--help` prints (argparse expands `%` in help strings: a stray one crashes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = sorted(p.stem for p in (REPO / "loadtest").glob("bench_*.py"))
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help_prints(tool: str) -> None:
+    done = subprocess.run([sys.executable, "-m", f"loadtest.{tool}", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout
