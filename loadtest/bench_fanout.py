@@ -49,16 +49,17 @@ DRAIN_CAP = 300.0  # seconds
 
 
 class Clients:
-    """The load-client processes: `procs` viewer loops and one publisher loop."""
+    """The load-client processes: `procs` viewer loops and one publisher loop (`target`: the
+    processes' entry point, `clientproc.worker_main` or a variant with more commands)."""
 
-    def __init__(self, procs: int) -> None:
+    def __init__(self, procs: int, target: Callable[[Connection, str], None] = worker_main) -> None:
         ctx = mp.get_context("spawn")
         self.pipes: dict[str, Connection] = {}
         self.procs: dict[str, Any] = {}
         for name, role in [*((f"viewers-{i}", "viewers") for i in range(procs)),
                            ("publisher", "publisher")]:  # fmt: skip
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child, role), name=name, daemon=True)
+            proc = ctx.Process(target=target, args=(child, role), name=name, daemon=True)
             proc.start()
             child.close()
             self.pipes[name], self.procs[name] = parent, proc
@@ -224,21 +225,29 @@ class Bench:
             res[scenario] = figures | {"discarded_noisy_runs": noisy}
         return res
 
-    def connect_viewers(self, port: int) -> list[Any]:
+    def connect_viewers(
+        self, port: int | list[int], viewers: list[tuple[str, bool]] | None = None
+    ) -> list[Any]:
+        """Connect `viewers` (default: all of them) spread over the viewer processes; with
+        several ports (nodes), viewer process i connects to port i % len(ports)."""
         clients = self.clients
         assert clients is not None
         names = clients.viewer_names
+        ports = port if isinstance(port, list) else [port]
         parts: list[list[tuple[str, bool]]] = [[] for _ in names]
         plain = probes = 0
-        for item in self.viewers:  # in connection order; probes spread evenly over processes
+        # in connection order; probes spread evenly over processes
+        for item in self.viewers if viewers is None else viewers:
             if item[1]:
                 parts[probes % len(names)].append(item)
                 probes += 1
             else:
                 parts[plain % len(names)].append(item)
                 plain += 1
-        for name, part in zip(names, parts, strict=True):
-            clients.pipes[name].send(("connect", "viewer", HOST, port, part, self.opts.concurrency))
+        for i, (name, part) in enumerate(zip(names, parts, strict=True)):
+            clients.pipes[name].send(
+                ("connect", "viewer", HOST, ports[i % len(ports)], part, self.opts.concurrency)
+            )
         replies = []
         for name in names:
             if not clients.pipes[name].poll(300):
@@ -542,30 +551,22 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.bench_fanout",
-        description="Fan-out benchmark: the engine vs a plain websockets broadcast server.",
-    )
-    p.add_argument("--viewers", type=int, default=5000, help="viewers in the room (N)")
+def add_load_args(p: argparse.ArgumentParser, *, viewers: int = 5000) -> None:
+    """The load client's and the measurement's options (loadtest/bench_cluster.py has them
+    too)."""
+    p.add_argument("--viewers", type=int, default=viewers, help="viewers in the room (N)")
     p.add_argument("--duration", type=float, default=10.0, help="measured window, s")
     p.add_argument("--warmup", type=float, default=2.0, help="load before the window, s")
-    p.add_argument("--settle", type=float, default=3.0, help="idle time before RSS, s")
     p.add_argument("--drain", type=float, default=5.0,
                    help="give up a drain after this many seconds without a delivery")  # fmt: skip
-    p.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios")
-    p.add_argument("--servers", default="engine,baseline", help="which servers to measure")
     p.add_argument("--client-procs", type=int, default=2, help="viewer client processes")
     p.add_argument("--concurrency", type=int, default=64, help="upgrades in flight per process")
     p.add_argument("--pace", type=float, default=0.5,
                    help="seconds between reads of a non-probe viewer socket")  # fmt: skip
     p.add_argument("--window", type=int, default=16, help="fanout: messages in flight")
-    p.add_argument("--batch-window", type=int, default=2000, help="batch: messages in flight")
     p.add_argument("--hot-rate", type=float, default=500.0, help="hot room: danmaku/s in")
     p.add_argument("--hot-senders", type=int, default=50, help="sender connections")
     p.add_argument("--probes", type=int, default=100, help="latency probe viewers")
-    p.add_argument("--hot-baseline", choices=["plain", "batched", "both", "none"],
-                   default="both", help="baseline variants in the hot scenario")  # fmt: skip
     p.add_argument(
         "--quiet-max",
         type=float,
@@ -589,6 +590,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--engine-tree", metavar="DIR",
                    help="run the engine of this checkout (default: the installed one)")  # fmt: skip
     p.add_argument("--json", metavar="FILE", help="results file (default loadtest/results/...)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.bench_fanout",
+        description="Fan-out benchmark: the engine vs a plain websockets broadcast server.",
+    )
+    add_load_args(p)
+    p.add_argument("--settle", type=float, default=3.0, help="idle time before RSS, s")
+    p.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios")
+    p.add_argument("--servers", default="engine,baseline", help="which servers to measure")
+    p.add_argument("--batch-window", type=int, default=2000, help="batch: messages in flight")
+    p.add_argument("--hot-baseline", choices=["plain", "batched", "both", "none"],
+                   default="both", help="baseline variants in the hot scenario")  # fmt: skip
     opts = p.parse_args(argv)
     opts.only = [s.strip() for s in opts.only.split(",") if s.strip()]
     opts.servers = [s.strip() for s in opts.servers.split(",") if s.strip()]

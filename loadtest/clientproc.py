@@ -65,15 +65,32 @@ def _cpu_s() -> float:
 
 class ConnectBatch:
     """Sockets of one `connect` command: `(path, probe)` items opened in order, at most
-    `concurrency` upgrades in flight at once."""
+    `concurrency` upgrades in flight at once, and with `spread_s` evenly spread over that many
+    seconds (a reconnect storm)."""
 
-    def __init__(self, tag: str, host: str, port: int, items: list[tuple[str, bool]], conc: int):
+    def __init__(
+        self,
+        tag: str,
+        host: str,
+        port: int,
+        items: list[tuple[str, bool]],
+        conc: int,
+        spread_s: float = 0.0,
+    ):
         self.tag, self.host, self.port = tag, host, port
         self.todo: deque[tuple[str, bool]] = deque(items)
         self.total, self.concurrency = len(items), conc
         self.in_flight, self.ok, self.failed = 0, 0, 0
         self.errors: list[str] = []
         self.started = time.monotonic()
+        self.spread_s = spread_s
+
+    def due(self) -> bool:
+        """Whether the next socket may be opened now (always, unless spread)."""
+        if self.spread_s <= 0:
+            return True
+        opened = self.total - len(self.todo)
+        return opened < self.total * (time.monotonic() - self.started) / self.spread_s
 
     @property
     def done(self) -> bool:
@@ -158,6 +175,8 @@ class ViewerLoop:
         self.epoll_of(conn).modify(fd, mask)
 
     def poll_timeout(self) -> float:
+        if self.batch is not None and self.batch.spread_s > 0 and self.batch.todo:
+            return 0.002
         return 0.05 if self.batch is not None else 1.0
 
     def after_round(self) -> None:
@@ -174,10 +193,9 @@ class ViewerLoop:
 
     def command(self, cmd: tuple[Any, ...]) -> None:
         name = cmd[0]
-        if name == "connect":
-            _, tag, host, port, items, conc = cmd
-            self.batch = ConnectBatch(tag, host, port, items, conc)
-            self.groups.setdefault(tag, [])
+        if name == "connect":  # ("connect", tag, host, port, items, concurrency[, spread_s])
+            self.batch = ConnectBatch(*cmd[1:])
+            self.groups.setdefault(self.batch.tag, [])
             self.start_connects(self.batch)
         elif name == "pace":
             self.set_pace(float(cmd[1]))
@@ -230,7 +248,7 @@ class ViewerLoop:
     # --- connecting ----------------------------------------------------------------------
 
     def start_connects(self, batch: ConnectBatch) -> None:
-        while batch.todo and batch.in_flight < batch.concurrency:
+        while batch.todo and batch.in_flight < batch.concurrency and batch.due():
             path, probe = batch.todo.popleft()
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
@@ -336,6 +354,7 @@ class ViewerLoop:
                 if not payload.startswith(_WELCOME_PREFIX):
                     self.drop(fd, conn, why=f"first frame is not a welcome: {payload[:60]!r}")
                     return
+                self.welcomed(conn, payload)
                 self.joined(fd, conn)
                 if not conn.probe:  # from now on: count only
                     for _, later in frames[index + 1 :]:
@@ -349,6 +368,9 @@ class ViewerLoop:
                     self.on_chat(conn, orjson.loads(payload)["msgs"])
         if controls:
             self.on_controls(fd, conn, controls)
+
+    def welcomed(self, conn: Conn, payload: bytes) -> None:
+        """A socket's welcome frame (a subclass may look at it: e.g. its `recovery`)."""
 
     def count_rest(self, fd: int, conn: Conn, frames: list[tuple[int, bytes]]) -> None:
         assert conn.parser is not None
@@ -408,7 +430,9 @@ class ViewerLoop:
 
 
 class PublisherLoop(ViewerLoop):
-    """Senders (tag "sender") and the flow-control tail viewer (tag "tail", a probe)."""
+    """Senders (tag "sender") and the flow-control tail viewers (tag "tail", probes: one per
+    node when the room's viewers are spread over several; a message is acknowledged once every
+    tail has seen it)."""
 
     def __init__(self, ctl: Connection) -> None:
         super().__init__(ctl)
@@ -418,7 +442,8 @@ class PublisherLoop(ViewerLoop):
         self.next_at = 0.0
         self.end_at = 0.0
         self.sent = 0
-        self.acked = 0  # highest seq seen by the tail + 1
+        self.acked = 0  # highest seq seen by every tail + 1
+        self.tail_acked: dict[Conn, int] = {}  # highest seq seen by each tail + 1
         self.tail_seen = 0
         self.send_times = array("d")
         self.tail_lat = array("d")
@@ -450,6 +475,7 @@ class PublisherLoop(ViewerLoop):
     def start(self, mode: str, duration: float) -> None:
         self.mode, self.end_at = mode, time.time() + duration
         self.sent = self.acked = self.tail_seen = 0
+        self.tail_acked = {}
         self.send_times, self.tail_lat = array("d"), array("d")
 
     def poll_timeout(self) -> float:
@@ -485,17 +511,22 @@ class PublisherLoop(ViewerLoop):
 
     def on_chat(self, conn: Conn, items: list[dict[str, Any]]) -> None:
         now = time.time()
+        acked = self.tail_acked.get(conn, 0)
         for item in items:
             seq, sent, _ = item["text"].split(" ", 2)
             self.tail_seen += 1
-            self.acked = max(self.acked, int(seq) + 1)
+            acked = max(acked, int(seq) + 1)
             self.tail_lat.append(now - float(sent))
+        self.tail_acked[conn] = acked
+        tails = self.groups.get("tail", [])
+        self.acked = min((self.tail_acked.get(c, 0) for c in tails), default=acked)
 
 
-def worker_main(ctl: Connection, role: str) -> None:
-    """Entry point of a client process (multiprocessing, spawn)."""
+def worker_main(ctl: Connection, role: str, viewer_loop: type[ViewerLoop] = ViewerLoop) -> None:
+    """Entry point of a client process (multiprocessing, spawn); `viewer_loop`: the viewers'
+    loop class (a subclass with more commands, e.g. loadtest/stormclient.py's)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark stops us through the pipe
-    loop = PublisherLoop(ctl) if role == "publisher" else ViewerLoop(ctl)
+    loop = PublisherLoop(ctl) if role == "publisher" else viewer_loop(ctl)
     try:
         loop.run()
     except (EOFError, BrokenPipeError):

@@ -50,6 +50,8 @@ class Profiler:
         base = self.outdir / name
         common = ["record", "--pid", str(sut.proc.pid), "--duration", str(max(1, int(duration))),
                   "--nonblocking", "--rate", "100"]  # fmt: skip
+        if getattr(sut.proc, "children", False):  # a supervisor: its workers are the engine
+            common.append("--subprocesses")
         procs = []
         for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".txt")):
             argv = [self.exe, *common, "--format", fmt, "-o", f"{base}{suffix}"]
