@@ -29,7 +29,6 @@ The table goes to stdout, every figure to loadtest/results/cluster-<time>.json; 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import re
@@ -71,7 +70,14 @@ from loadtest.bench_fanout import (
 )
 from loadtest.bench_seckill import redis_version
 from loadtest.profiling import Profiler
-from loadtest.servers import HOST, Proc, ServerUnderTest, machine_info, start_engine
+from loadtest.servers import (
+    HOST,
+    Proc,
+    ServerUnderTest,
+    engine_counters,
+    machine_info,
+    start_engine,
+)
 from loadtest.stormclient import worker_main
 
 PARTS = ("cross", "search", "storm")
@@ -121,7 +127,7 @@ class Engines:
     def engine_counters(self) -> dict[str, float]:
         total: Counter[str] = Counter()
         for port in self.http_ports:
-            total.update(dataclasses.replace(self.nodes[0], http_port=port).engine_counters())
+            total.update(engine_counters(f"http://{HOST}:{port}"))
         return dict(total)
 
     def gauge(self, name: str) -> list[float | None]:
@@ -361,6 +367,7 @@ class ClusterBench(Bench):
         try:
             senders = min(opts.storm_senders, len(self.senders))
             self.connect_room(eng, [], senders=senders, tails=False)
+            out["keepers"] = self.keep_open(eng)
             count = opts.storm_back + opts.storm_extra
             log(f"   publishing {count} danmaku at {opts.storm_fill_rate:g}/s")
             clients.pub(("run_rate", opts.storm_fill_rate, count / opts.storm_fill_rate))
@@ -383,6 +390,19 @@ class ClusterBench(Bench):
             finally:
                 eng.stop()
         return out
+
+    def keep_open(self, eng: Engines) -> int:
+        """Connect "keeper" viewers until the room is open on every node (the kernel picks a
+        worker for each connection), so that the warm storm finds it in every node's memory."""
+        clients = self.clients
+        assert clients is not None
+        keepers = 0
+        while 0 in eng.gauge("engine_rooms") and keepers < 64:
+            path = self._path(f"keeper{keepers}")
+            reply = clients.pub(("connect", "keeper", HOST, eng.ws_port, [(path, False)], 1))
+            check_connected("keeper", reply, 1)
+            keepers += 1
+        return keepers
 
     def storm_paths(self, since: int, epoch: str) -> list[tuple[str, bool]]:
         tail = f"&since={since}&epoch={quote(epoch)}"
