@@ -270,11 +270,16 @@ class RoomViewer(User):
 
 
 class Viewer(RoomViewer):
-    """Chats and likes every few seconds (a danmaku about every 9 s), acts on every popup."""
+    """Says hello on joining, then chats and likes every few seconds (a danmaku about every
+    9 s), acts on every popup."""
 
     weight = 1
     chats = True
     wait_time = between(2, 4)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.chat()
 
 
 class Lurker(RoomViewer):
