@@ -49,15 +49,14 @@ _DEFAULT_ROOM = f"locust-{int(time.time()):x}"
 
 @events.init_command_line_parser.add_listener
 def _arguments(parser: Any) -> None:
-    group = parser  # (an argument group would not take locust's is_secret)
-    group.add_argument("--room", default=_DEFAULT_ROOM, help="room id (default: a new one)")
-    group.add_argument(
+    parser.add_argument("--room", default=_DEFAULT_ROOM, help="room id (default: a new one)")
+    parser.add_argument(
         "--ws-url",
         default="",
         env_var="LOCUST_WS_URL",
         help="viewer WebSocket URL (default: --host's, port 8901 -> 8900)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--engine-secret",
         default="",
         env_var="LOCUST_ENGINE_SECRET",
@@ -65,32 +64,32 @@ def _arguments(parser: Any) -> None:
         help="token key 'kid:secret' (default: ENGINE_TOKEN_KEYS, else the dev "
         "key in --engine-data-dir/dev-keys.json)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--engine-data-dir", default="var", help="data dir of `engine run --dev` (its dev key)"
     )
-    group.add_argument("--codec", default="json", choices=["json", "msgpack"])
-    group.add_argument("--cycle-s", type=float, default=30.0, help="the anchor's cycle")
-    group.add_argument("--countdown-s", type=float, default=3.0, help="a sale's countdown")
-    group.add_argument("--sale-stock", type=int, default=0, help="0: a quarter of the users")
-    group.add_argument("--coupons", type=int, default=0, help="per drop; 0: half the users")
-    group.add_argument(
+    parser.add_argument("--codec", default="json", choices=["json", "msgpack"])
+    parser.add_argument("--cycle-s", type=float, default=30.0, help="the anchor's cycle")
+    parser.add_argument("--countdown-s", type=float, default=3.0, help="a sale's countdown")
+    parser.add_argument("--sale-stock", type=int, default=0, help="0: a quarter of the users")
+    parser.add_argument("--coupons", type=int, default=0, help="per drop; 0: half the users")
+    parser.add_argument(
         "--watch-share",
         type=float,
         default=0.2,
         help="share of viewers that time every danmaku's delivery",
     )
-    group.add_argument(
+    parser.add_argument(
         "--real-ip",
         action="store_true",
         help="send no X-Forwarded-For (default: a 10.x address per viewer, "
         "used only if the engine trusts this machine as a proxy)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--lift-ip-limits",
         action="store_true",
         help="the anchor switches the room's per-IP rate limits off (set_limit) first",
     )
-    group.add_argument("--end-room", action="store_true", help="end the room when stopping")
+    parser.add_argument("--end-room", action="store_true", help="end the room when stopping")
 
 
 def _option(env: Any, name: str, default: Any) -> Any:

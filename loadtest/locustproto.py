@@ -340,7 +340,8 @@ class ViewerBrain:
         elif kind == "coupon_all_claimed":
             self.gone.add(str(data.get("batch")))
         elif kind in ("seckill", "coupon", "lottery"):
-            return metrics, self._promo(kind, data, wall_ms)
+            # the countdown runs on the engine's clock: from the popup's `ts`, as clients do
+            return metrics, self._promo(kind, data, ts if isinstance(ts, int) else wall_ms)
         return metrics, []
 
     def _snapshot(self, snapshot: Mapping[str, Any], wall_ms: float) -> list[Later]:
@@ -352,8 +353,9 @@ class ViewerBrain:
                     out += self._promo(kind, item, wall_ms)
         return out
 
-    def _promo(self, kind: str, data: Mapping[str, Any], wall_ms: float) -> list[Later]:
-        """A sale, coupon batch or lottery seen (popup or snapshot): when to act on it, once."""
+    def _promo(self, kind: str, data: Mapping[str, Any], now_ms: float) -> list[Later]:
+        """A sale, coupon batch or lottery seen (popup or snapshot): when to act on it, once.
+        `now_ms`: the popup's time (engine clock), or for a snapshot our clock."""
         target = str(data.get({"seckill": "sale", "coupon": "batch"}.get(kind, "lottery")))
         if target in self.acted:
             return []
@@ -361,9 +363,9 @@ class ViewerBrain:
         react = self.rng.uniform(*self.react_s)
         if kind == "seckill":
             start, end = data.get("start_at"), data.get("end_at")
-            if data.get("left") == 0 or (isinstance(end, int) and end <= wall_ms):
+            if data.get("left") == 0 or (isinstance(end, int) and end <= now_ms):
                 return []
-            t0 = max(0.0, (start - wall_ms) / 1000) if isinstance(start, int) else 0.0
+            t0 = max(0.0, (start - now_ms) / 1000) if isinstance(start, int) else 0.0
             return [Later(t0 + self.rng.uniform(0.0, self.grab_jitter_s), "grab", target)]
         if kind == "coupon":
             return [] if data.get("left") == 0 else [Later(react, "claim", target)]
