@@ -16,7 +16,8 @@ at `--http-url` with an admin token (minted, or `--admin-token`). The viewers ar
 `--procs` client processes (`loadtest/swarmclient.py`: epoll loops over raw sockets; 20,000
 open files each). While it runs, a progress line a second goes to stderr; at the end the summary
 table goes to stdout, every figure to `<out>/swarm-<time>.json` and two PNG charts beside it.
-Exit status: 0 every invariant held, 1 an invariant FAILED, 2 bad arguments or no target.
+Exit status: 0 every invariant held, 1 an invariant FAILED, 2 bad arguments or no target, 3 a
+phase could not finish (the error is in the table and the JSON).
 The timeline and every figure: loadtest/README.md.
 """
 
@@ -30,6 +31,7 @@ import secrets
 import shlex
 import sys
 import time
+from bisect import bisect_right
 from collections import defaultdict
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -68,9 +70,23 @@ class Sampler:
         self.series: list[dict[str, Any]] = []
         self.hist = Histogram()
         self.phase_lat: dict[str, list[float]] = defaultdict(list)
-        self.phase = "setup"
+        self.phases: list[tuple[float, str]] = [(0.0, "setup")]  # (since, name)
         self.prev: dict[str, float] | None = None
         self.tty = sys.stderr.isatty()
+
+    @property
+    def phase(self) -> str:
+        return self.phases[-1][1]
+
+    @phase.setter
+    def phase(self, name: str) -> None:
+        self.phases.append((time.time(), name))
+
+    def phase_at(self, when: float) -> str:
+        """The phase under way at `when` (rows and latency samples belong to the phase of the
+        moment they describe, not of the moment they were read)."""
+        i = bisect_right(self.phases, when, key=lambda p: p[0]) - 1
+        return self.phases[max(0, i)][1]
 
     async def run(self) -> None:
         next_at = trio.current_time()
@@ -101,13 +117,13 @@ class Sampler:
         lat: list[float] = []
         for s in stats:
             triples = floats(s["chat_lat"])
-            lat += triples[1::3].tolist()
-        for x in lat:
-            self.hist.add(x)
-        self.phase_lat[self.phase] += lat
+            for at, x in zip(triples[0::3], triples[1::3], strict=True):
+                lat.append(x)
+                self.hist.add(x)
+                self.phase_lat[self.phase_at(at)].append(x)
         row = {
             "t": round(now - self.started, 2),
-            "phase": self.phase,
+            "phase": self.phase_at(now - dt / 2),
             "live": sum(s["live"] for s in stats),
             "recv_msgs_per_s": per_s("msgs"),
             "frames_per_s": per_s("frames"),
@@ -129,7 +145,7 @@ class Sampler:
         run_p99 = self.hist.percentile(0.99)
         engine = sum(v for k, v in row["cpu"].items() if k.startswith("engine") and v == v)
         line = (
-            f"[{row['t']:7.1f}s] {row['phase'][:10]:<10} viewers {row['live']:>6,}  recv "
+            f"[{row['t']:7.1f}s] {self.phase[:10]:<10} viewers {row['live']:>6,}  recv "
             f"{row['recv_msgs_per_s']:>9,.0f} msg/s  sent "
             f"{row['danmaku_per_s'] + row['like_msgs_per_s']:>6,.0f}/s  answers "
             f"{row['answers_per_s']:>6,.0f}/s  p99 "
@@ -203,6 +219,7 @@ def worker_configs(
                 "host": host,
                 "port": port,
                 "probe_every": every,
+                "forwarded_for": not opts.real_ip,
             }
         )
     return out
@@ -291,7 +308,12 @@ async def swarm(
                 sampler.phase = phase.name
                 log(f"-- phase {phase.name} ({phase.kind})")
                 t0 = time.time()
-                figures, checks = await RUNNERS[phase.kind](run, phase)
+                try:
+                    figures, checks = await RUNNERS[phase.kind](run, phase)
+                except Exception as exc:  # the harness or the engine failed: report, stop
+                    log(f"   phase {phase.name} failed: {exc!r}")
+                    report["error"] = f"phase {phase.name}: {exc!r}"
+                    figures, checks = {"error": repr(exc)}, []
                 t1 = time.time()
                 entry = {
                     "name": phase.name,
@@ -306,6 +328,8 @@ async def swarm(
                 report["phases"].append(entry)
                 for c in checks:
                     log(f"   {c.line()}")
+                if "error" in report:
+                    break
             sampler.phase = "end"
             if run.background_on:
                 await workers.same(("rate", "background", "danmaku", 0, 0, 1))
@@ -328,6 +352,7 @@ async def swarm(
                 "engine": {k: v - counters0.get(k, 0.0) for k, v in counters1.items()},
             }
             report["drops"] = drops
+            report["probes"] = drops["probes"]
             report["latency"] = summary([x for lat in sampler.phase_lat.values() for x in lat])
             report["events_seen"] = dict(tail.types) if tail is not None else None
             report["control_calls"] = len(admin.calls)
@@ -355,7 +380,9 @@ def _sum_nested(items: Any) -> dict[str, dict[str, int]]:
 
 
 def command_line(argv: list[str]) -> str:
-    return shlex.join([Path(sys.executable).name, "-m", "loadtest.swarm", *argv])
+    if Path(sys.argv[0]).name == "engine-swarm":
+        return shlex.join(["engine-swarm", *argv])
+    return shlex.join(["python", "-m", "loadtest.swarm", *argv])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -403,10 +430,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "core, like make run",
     )
     own.add_argument(
-        "--antifraud",
-        action="store_true",
-        help="keep the anti-fraud layer on (every viewer comes from 127.0.0.1, so "
-        "its per-IP limits refuse most of a big swarm)",
+        "--no-antifraud",
+        dest="antifraud",
+        action="store_false",
+        help="turn the anti-fraud layer off (on by default, trusting 127.0.0.1 as a proxy, so "
+        "each viewer's X-Forwarded-For address counts for the per-IP limits)",
     )
     own.add_argument(
         "--engine-arg",
@@ -422,6 +450,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     dep.add_argument("--secret", help="token key KID:SECRET the engine trusts (ENGINE_TOKEN_KEYS)")
     dep.add_argument("--keys-file", help="JSON {kid: secret} (default var/dev-keys.json)")
     dep.add_argument("--admin-token", help="control API token (default: minted, role admin)")
+    p.add_argument(
+        "--real-ip",
+        action="store_true",
+        help="send no X-Forwarded-For (by default each viewer names its own 10.x.y.z address, "
+        "which an engine trusting 127.0.0.1 as a proxy uses for its per-IP limits)",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", help="JSON and charts here (default loadtest/results)")
     out.add_argument("--no-charts", action="store_true", help="no PNG charts")
@@ -494,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     if sys.stderr.isatty() and not opts.quiet:
         sys.stderr.write("\n")
     report["verdict"] = verdict(report["phases"])
+    if report.get("error") and report["verdict"] == "PASS":
+        report["verdict"] = "ERROR"  # a phase did not finish: its invariants were not checked
     path = out_dir / f"swarm-{stamp}.json"
     report["json"] = str(path)
     if not opts.no_charts:
@@ -502,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         report["charts"] = [str(c) for c in write_charts(report, out_dir / f"swarm-{stamp}")]
     path.write_text(json.dumps(report, indent=1, default=str, allow_nan=True))
     print(render(report))
-    return 0 if report["verdict"] == "PASS" else 1
+    return {"PASS": 0, "FAIL": 1}.get(report["verdict"], 3)
 
 
 if __name__ == "__main__":

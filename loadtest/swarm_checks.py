@@ -336,7 +336,7 @@ async def check_lottery(
         Check(
             "lottery winners",
             right,
-            f"{len(winners)} distinct winners of {len(users)} entrants (N = {wanted}); "
+            f"{len(winners)} distinct winners of {len(users):,} entrants (N = {wanted}); "
             f"{strangers} entrants the swarm did not enter",
             figures,
         ),

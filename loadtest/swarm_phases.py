@@ -22,7 +22,7 @@ from loadtest.swarm_checks import (
     check_resume,
     check_sale,
 )
-from loadtest.swarm_report import diff_results, merge, probe_delivery, summary
+from loadtest.swarm_report import diff_results, floats, merge, probe_delivery, summary
 from loadtest.swarm_timeline import Phase
 from loadtest.swarm_workers import Workers
 
@@ -162,7 +162,10 @@ async def rate(run: Run, phase: Phase) -> tuple[dict[str, Any], list[Check]]:
     figures["sent_per_s"] = round(sent / max(1e-9, seconds - 0.5), 1)
     skipped = after["sent"][f"{kind}_skipped"] - before["sent"][f"{kind}_skipped"]
     figures["skipped_behind"] = skipped  # the client fell behind the asked rate
-    await run.take()
+    got, _ = await run.take()
+    if kind == "danmaku":  # every timed danmaku asks for its result (background ones too)
+        figures["answers"] = dict(got["codes"].get("danmaku", {}))
+        figures["ack"] = summary(got["latency"].get("danmaku", []))
     return figures, []
 
 
@@ -438,11 +441,12 @@ def delivery_at_probes(raw: list[dict[str, Any]], until: float) -> dict[str, Any
     """`swarm_report.probe_delivery` over every client process's readings (with probes)."""
     probes: dict[int, dict[str, Any]] = {}
     sent: dict[int, list[float]] = {}
+    states: dict[int, bytes] = {}
     for r in raw:
         probes.update(r.get("probes") or {})
-        times = r["dmk_times"]
-        sent[int(r["wid"])] = list(memoryview(times).cast("d")) if times else []
-    out = probe_delivery(probes, sent, until)
+        sent[int(r["wid"])] = list(floats(r["dmk_times"]))
+        states[int(r["wid"])] = r["dmk_state"]
+    out = probe_delivery(probes, sent, until, states)
     out["chat_regress"] = sum(r["regress_kinds"].get("chat", 0) for r in raw)
     out["regress_examples"] = [x for r in raw for x in r["regress_examples"]][:10]
     return out

@@ -128,12 +128,17 @@ def merge(diffs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def probe_delivery(
-    probes: dict[int, dict[str, Any]], sent: dict[int, Sequence[float]], until: float
+    probes: dict[int, dict[str, Any]],
+    sent: dict[int, Sequence[float]],
+    until: float,
+    states: dict[int, bytes],
 ) -> dict[str, Any]:
     """Chat delivery at the probes: each probe connected now and never resynced is owed every
-    danmaku sent (by any client process, `sent[wid][n]` = when its n-th left) from its first
-    welcome until `until`; a message is missing when the probe never got it. Probes that
-    resynced (allowed to miss what the history no longer had) or went away are counted apart."""
+    danmaku the room took (`states[wid][n] == 1`: its sender got `ok`) that was sent (by any
+    client process, `sent[wid][n]` = when its n-th left) from its first welcome until `until`;
+    a message is missing when the probe never got it. Probes that resynced (allowed to miss what
+    the history no longer had) or went away are counted apart; so are danmaku the room refused
+    (state 2), whose sender was cut before the answer (3) or that are still unanswered (0)."""
     expected = missing = judged = resynced = gone = 0
     for probe in probes.values():
         if probe["resynced"]:
@@ -144,13 +149,14 @@ def probe_delivery(
             continue
         judged += 1
         for wid, times in sent.items():  # each process's send times only grow
-            got = probe["got"].get(wid, b"")
+            got, state = probe["got"].get(wid, b""), states.get(wid, b"")
             lo, hi = bisect_left(times, probe["first"]), bisect_right(times, until)
-            if hi <= lo:
-                continue
-            expected += hi - lo
-            have = got[lo:hi]
-            missing += have.count(0) + (hi - lo - len(have))
+            for n in range(lo, min(hi, len(state))):
+                if state[n] == 1:
+                    expected += 1
+                    if n >= len(got) or not got[n]:
+                        missing += 1
+    fates = Counter(b for state in states.values() for b in state)
     return {
         "probes": len(probes),
         "judged": judged,
@@ -160,6 +166,12 @@ def probe_delivery(
         "missing": missing,
         "dups": sum(p["dups"] for p in probes.values()),
         "regress": sum(p["regress"] for p in probes.values()),
+        "danmaku": {
+            "accepted": fates[1],
+            "refused": fates[2],
+            "cut_before_answer": fates[3],
+            "unanswered": fates[0],
+        },
     }
 
 
@@ -184,6 +196,8 @@ def _cpu(phase: dict[str, Any], names: Iterable[str]) -> str:
 
 def _spike_lines(phase: dict[str, Any]) -> list[str]:
     f, kind = phase.get("figures") or {}, phase["kind"]
+    if "error" in f:
+        return [f"failed: {f['error']}"]
     out: list[str] = []
     if kind in ("seckill", "coupon") or (kind == "lottery" and f.get("entry") == "enter"):
         noun = {"seckill": "grabs", "coupon": "claims", "lottery": "lottery_enter"}[kind]
@@ -234,6 +248,14 @@ def _spike_lines(phase: dict[str, Any]) -> list[str]:
         )
         if f.get("errors"):
             out.append(f"connect errors: {f['errors']}")
+    if kind == "danmaku" and "sent" in f:
+        ack = f.get("ack") or {}
+        out.append(
+            f"{f['sent']:,} danmaku at {f['sent_per_s']:,.0f}/s (asked "
+            f"{f['asked_per_s']:,.0f}/s, background included in the answers): "
+            f"{_codes(f.get('answers') or {})}; send to result p50 "
+            f"{_ms(ack.get('p50_ms'))} ms, p99 {_ms(ack.get('p99_ms'))} ms"
+        )
     if kind == "likes" and f.get("likes_sent") is not None:
         out.append(
             f"{f['likes_sent']:,} likes sent; the room total a probe saw last: "
@@ -246,7 +268,8 @@ def render(report: dict[str, Any]) -> str:
     m = report.get("machine") or {}
     lines = [
         f"swarm, {report['date']}: {report['viewers']:,} viewers over "
-        f"{report['client_procs']} client processes ({report['probes']} probes), room "
+        f"{report['client_procs']} client process{'es' if report['client_procs'] > 1 else ''} "
+        f"({report['probes']} probes), room "
         f"{report['room']}",
         f"target: {report['target']['label']}",
         f"machine: {m.get('cpu_model')}, {m.get('nproc')} cores, {m.get('ram_gib')} GiB, "
@@ -287,6 +310,13 @@ def render(report: dict[str, Any]) -> str:
             f"({d['judged']} probes judged, {d['resynced']} resynced, {d['gone']} gone); "
             f"delivered twice: {d['dups']}"
         )
+    fates = d.get("danmaku")
+    if fates:
+        lines.append(
+            f"  timed danmaku: {fates['accepted']:,} taken by the room, "
+            f"{fates['refused']:,} refused, {fates['cut_before_answer']:,} cut before "
+            f"their answer, {fates['unanswered']:,} unanswered"
+        )
     lines.append(f"  connections lost (not cut by the swarm): {_codes(d.get('lost') or {})}")
     lines.append(f"  close frames from the server: {_codes(d.get('closes') or {})}")
     lines.append(f"  error frames not answering a request: {_codes(d.get('errors') or {})}")
@@ -309,6 +339,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  {c['verdict']:<12}{p['name'][:10]:<11}{c['name']}: {c['detail']}")
     if not counts:
         lines.append("  (no spike phase: nothing checked)")
+    if report.get("error"):
+        lines += ["", f"ERROR: {report['error']} (the phases after it did not run)"]
     lines += [
         "",
         f"verdict: {report['verdict']} ({counts['PASS']} passed, {counts['FAIL']} "

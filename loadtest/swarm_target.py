@@ -115,21 +115,21 @@ def start_own(nodes: int, antifraud: bool, extra: list[str], logdir: Path) -> Ta
     """A private redis-server and `engine run --workers <nodes>` on it (`make run`'s shape: one
     supervisor and its nodes sharing the viewer port), stopped by `Target.stop()`."""
     kid, secret = "swarm", secrets.token_hex(32)
-    flags = (
-        "--control-socket",
-        "none",
-        "--event-stream-maxlen",
-        "2000000",
-        "--antifraud" if antifraud else "--no-antifraud",
-        *extra,
-    )
+    # anti-fraud as deployed, behind a proxy it trusts: each viewer's X-Forwarded-For address
+    # counts for the per-IP limits (every socket comes from 127.0.0.1)
+    guard = ("--antifraud", "--trusted-proxies", HOST) if antifraud else ("--no-antifraud",)
+    flags = ("--control-socket", "none", "--event-stream-maxlen", "2000000", *guard, *extra)
     sut = start_engine(100, f"{kid}:{secret}", logdir, workers=nodes, extra=flags)
     assert sut.redis is not None
     redis_url = sut.argv[sut.argv.index("--redis-url") + 1]
     n = f"{nodes} node{'s' if nodes > 1 else ''}"
     return Target(
         label=f"own engine: {n} (engine run --workers {nodes}) on a private redis-server"
-        + ("" if antifraud else " (anti-fraud off: every viewer comes from 127.0.0.1)"),
+        + (
+            ", anti-fraud on (viewers' X-Forwarded-For trusted)"
+            if antifraud
+            else ", anti-fraud off"
+        ),
         ws=[(HOST, sut.ws_port, "/v1/ws")],
         http_url=f"http://{HOST}:{sut.http_port}",
         redis_url=redis_url,

@@ -45,6 +45,7 @@ from engine.identity import mint_token
 from loadtest.bench_coupons import claim_frame
 from loadtest.clientproc import RECV_BYTES, ConnectBatch, ViewerLoop
 from loadtest.grabclient import grab_frame
+from loadtest.locustproto import fake_ip
 from loadtest.wsclient import (
     MARKER,
     OP_BINARY,
@@ -65,7 +66,9 @@ _WELCOME = b'{"type":"welcome"'
 CARRY = 32  # bytes kept between reads: a split answer start (+ its header) is found whole
 MAX_RETRIES = 5  # `unavailable` answers retried with the same rid
 FILLER = "swarm danmaku, as long as a real one"
-ACTIONS = ("grab", "claim", "enter", "keyword")
+ACTIONS = ("grab", "claim", "enter", "keyword", "danmaku")
+SPIKE_ACTIONS = ("grab", "claim", "enter", "keyword")
+DMK_SENT, DMK_OK, DMK_REFUSED, DMK_UNKNOWN = 0, 1, 2, 3  # a danmaku's fate, as its sender knows
 
 
 def _cpu_s() -> float:
@@ -81,13 +84,18 @@ def chosen(vid: int, fraction: float, salt: int) -> bool:
     return ((vid * 2654435761 + salt * 40503) % 1_000_003) < fraction * 1_000_003
 
 
-def last_seq(buf: bytes) -> int:
-    """The last complete room position (`"seq":N` followed by `,` or `}`) in `buf`, or -1."""
+def last_seq(buf: bytes, skip: list[tuple[int, int]] | None = None) -> int:
+    """The last complete room position (`"seq":N` followed by `,` or `}`) in `buf`, or -1;
+    `skip`: spans [start, end) of answers (a danmaku's result names the seq the room gave it,
+    which the viewer may not have received yet)."""
     end = len(buf)
     while True:
         at = buf.rfind(_SEQ, 0, end)
         if at < 0:
             return -1
+        if skip and any(a <= at < b for a, b in skip):
+            end = at
+            continue
         digits = at + len(_SEQ)
         stop = digits
         while stop < len(buf) and 48 <= buf[stop] <= 57:
@@ -154,6 +162,7 @@ class SwarmLoop(ViewerLoop):
         self.cut_pos: dict[int, tuple[int, int]] = {}  # viewer -> (seq, content seq) when cut
         self.reconnect_batch: ConnectBatch | None = None
         self.dmk_times = array("d")  # send time of our n-th danmaku
+        self.dmk_state = bytearray()  # its fate: DMK_SENT, DMK_OK, DMK_REFUSED, DMK_UNKNOWN
         self.entries: list[tuple[int, str]] = []  # (viewer, lottery or keyword) sent
         self.frames_total = 0
         self.msgs_total = 0
@@ -193,7 +202,10 @@ class SwarmLoop(ViewerLoop):
     def new_conn(
         self, sock: socket.socket, request: bytes, accept: bytes, path: str, probe: bool
     ) -> Conn:
-        return SwarmConn(sock, request, accept, probe, self.path_vid.pop(path))
+        vid = self.path_vid.pop(path)
+        if self.cfg.get("forwarded_for"):  # each viewer its own address, as behind a proxy
+            request = request[:-2] + b"X-Forwarded-For: %s\r\n\r\n" % fake_ip(vid).encode()
+        return SwarmConn(sock, request, accept, probe, vid)
 
     # --- commands ------------------------------------------------------------------------
 
@@ -312,10 +324,17 @@ class SwarmLoop(ViewerLoop):
             self.watch(conn.sock.fileno(), conn, IN | OUT)
 
     def send_danmaku(self, conn: SwarmConn, now: float) -> None:
-        text = f"w{self.wid}.{len(self.dmk_times)} {now:.6f} {FILLER}"
+        """A timed danmaku with a rid: its answer says whether the room took it (a refused one,
+        e.g. rate limited, is owed to nobody), never retried."""
+        n = len(self.dmk_times)
+        text = f"w{self.wid}.{n} {now:.6f} {FILLER}"
         self.dmk_times.append(now)
+        self.dmk_state.append(DMK_SENT)
         self.sent["danmaku"] += 1
-        self.send(conn, masked_frame(orjson.dumps({"type": "danmaku", "text": text})))
+        rid = next(self.rids)
+        self.pending[(conn.vid, rid)] = ["danmaku", str(n), now, MAX_RETRIES]
+        body = {"type": "danmaku", "text": text, "rid": rid}
+        self.send(conn, masked_frame(orjson.dumps(body)))
 
     def send_like(self, conn: SwarmConn, size: int) -> None:
         n = random.randint(1, max(1, size))
@@ -366,6 +385,8 @@ class SwarmLoop(ViewerLoop):
             batch.total -= 1
             return
         self.cut_at[vid] = now
+        for key in [k for k, e in self.pending.items() if k[0] == vid and e[0] == "danmaku"]:
+            self.dmk_state[int(self.pending.pop(key)[1])] = DMK_UNKNOWN  # cut before its answer
         since, epoch = conn.seq, conn.epoch
         self.cut_pos[vid] = (conn.seq, conn.content_seq)
         self.drop(conn.sock.fileno(), conn, why="cut", abort=True)
@@ -408,6 +429,7 @@ class SwarmLoop(ViewerLoop):
         buf = conn.tail + data if conn.tail else data
         done = len(conn.tail)  # answers ending before this were handled with the last read
         keep = max(0, len(buf) - CARRY)
+        spans: list[tuple[int, int]] = []
         if b'{"type":"' in buf:
             for m in _ANSWER.finditer(buf):
                 s = m.start()
@@ -417,12 +439,13 @@ class SwarmLoop(ViewerLoop):
                     head, end = s - 4, s + int.from_bytes(buf[s - 2 : s], "big")
                 else:
                     continue
+                spans.append((s, end))
                 if end > len(buf):  # not whole yet: keep it for the next read
                     keep = min(keep, head)
                     break
                 if end > done:
                     self.on_message(conn, orjson.loads(buf[s:end]))
-        seq = last_seq(buf)
+        seq = last_seq(buf, spans)
         if seq > conn.seq:
             conn.seq = seq
         if self.popup_pats:
@@ -601,7 +624,9 @@ class SwarmLoop(ViewerLoop):
         del self.pending[(conn.vid, rid)]
         self.latency[action].append(time.time() - sent)
         self.codes[action][code] += 1
-        if ok:
+        if action == "danmaku":
+            self.dmk_state[int(target)] = DMK_OK if ok else DMK_REFUSED
+        elif ok:
             data = msg.get("data") or {}
             ident = str(data.get("hold") or data.get("coupon") or "")
             self.successes[action].append((conn.vid, target, ident))
@@ -639,8 +664,8 @@ class SwarmLoop(ViewerLoop):
             "frames": self.frames_total,
             "msgs": self.msgs_total,
             "sent": dict(self.sent),
-            "answers": {k: sum(c.values()) for k, c in self.codes.items()},
-            "oks": {k: c.get("ok", 0) for k, c in self.codes.items()},
+            "answers": {k: sum(self.codes[k].values()) for k in SPIKE_ACTIONS},
+            "oks": {k: self.codes[k].get("ok", 0) for k in SPIKE_ACTIONS},
             "pending": len(self.pending),
             "errors": sum(self.errors.values()),
             "lost": sum(self.lost.values()),
@@ -684,6 +709,7 @@ class SwarmLoop(ViewerLoop):
             "rejoin_lat": self.rejoin_lat.tobytes(),
             "entries": [(self.user(v), target) for v, target in self.entries],
             "dmk_times": self.dmk_times.tobytes(),
+            "dmk_state": bytes(self.dmk_state),
             "likes_seen": self.likes_seen,
             "winners_seen": self.winners_seen,
             "live": len(self.live),

@@ -198,10 +198,16 @@ def test_probe_delivery_owes_each_probe_what_was_sent_while_it_listened() -> Non
             "got": {},
         },
     }
-    d = sr.probe_delivery(probes, sent, until=4.5)
+    states = {0: bytes([1, 1, 1, 1]), 1: bytes([1, 1])}
+    d = sr.probe_delivery(probes, sent, 4.5, states)
     assert (d["expected"], d["missing"], d["judged"], d["resynced"], d["gone"]) == (4, 1, 1, 1, 1)
     assert d["dups"] == 1 and d["regress"] == 2
-    assert sr.probe_delivery(probes, sent, until=3.5)["missing"] == 0
+    assert sr.probe_delivery(probes, sent, 3.5, states)["missing"] == 0
+    # refused by the room (2), cut before the answer (3), unanswered (0): owed to nobody
+    others = {0: bytes([1, 1, 1, 2]), 1: bytes([3, 0])}
+    d = sr.probe_delivery(probes, sent, 4.5, others)
+    assert (d["expected"], d["missing"]) == (2, 0)
+    assert d["danmaku"] == {"accepted": 3, "refused": 1, "cut_before_answer": 1, "unanswered": 1}
 
 
 def _report(verdicts: list[str]) -> dict[str, object]:
