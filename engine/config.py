@@ -70,7 +70,8 @@ class Config:
     chat_publish_window_ms: float = _opt(
         20.0,
         "danmaku a node takes in for a room within this window go to Redis as one message "
-        "(one seq); 0 = only those that queue behind a publish under way",
+        "(one seq); 0 = only those that queue behind a publish under way; with chat_tick_ms 0 "
+        "every danmaku is a message of its own",
     )
     chat_frame_max_messages: int = _opt(200, "a chat frame goes out early at this many messages")
     chat_frame_max_bytes: int = _opt(32768, "a chat frame goes out early near this many bytes")

@@ -21,7 +21,7 @@ from engine.control.registry import OPERATOR
 from engine.devkeys import resolve_keys
 from engine.errors import ErrorCode
 from engine.fanout.rooms import RoomRegistry
-from engine.features.chat import Chat
+from engine.features.chat import MAX_BATCH, Chat
 from engine.features.counters import TickCounters
 from engine.features.coupons_node import Coupons, coupon_numbers
 from engine.features.follows import Follows
@@ -166,9 +166,14 @@ class Engine:
             )
             await store.load_scripts()
             rooms = RoomRegistry(config, store, self.stats, self.metrics)
-            # with chat_tick_ms 0 every danmaku goes out at once: no window to wait in either
-            window_s = config.chat_publish_window_ms / 1000 if rooms.tick_s > 0 else 0.0
-            chat = Chat(store, self.node_id, config.max_danmaku_chars, window_s=window_s)
+            # chat_tick_ms 0 promises every danmaku a frame of its own at once: no window to
+            # wait in, no batch to share
+            batching = rooms.tick_s > 0
+            chat = Chat(
+                store, self.node_id, config.max_danmaku_chars,
+                window_s=config.chat_publish_window_ms / 1000 if batching else 0.0,
+                max_batch=MAX_BATCH if batching else 1,
+            )  # fmt: skip
             likes = LikeCounter(store, rooms.tick_s)
             dispatcher = Dispatcher()
             popups = Popups(store)

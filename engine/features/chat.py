@@ -72,14 +72,20 @@ def chat_items(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 class Chat:
     def __init__(
-        self, store: Store, node_tag: str, max_text_chars: int, *, window_s: float = 0.0
+        self,
+        store: Store,
+        node_tag: str,
+        max_text_chars: int,
+        *,
+        window_s: float = 0.0,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self._store = store
         self._node_tag = node_tag
         self._ids = itertools.count(1)
         self._max_text = max_text_chars
         self._publisher: GroupCommit[str, dict[str, Any], int] = GroupCommit(
-            self._publish_batch, window_s=window_s, max_batch=MAX_BATCH, in_flight=1,
+            self._publish_batch, window_s=window_s, max_batch=max_batch, in_flight=1,
             max_pending=MAX_PENDING,
         )  # fmt: skip
         self._nursery: trio.Nursery | None = None

@@ -76,3 +76,17 @@ async def test_a_send_without_redis_is_refused_not_lost_silently(room: str) -> N
             await chat.send(room, viewer("a"), Danmaku(text="lost?"), {})
         assert chat.take_sent() == {}
         nursery.cancel_scope.cancel()
+
+
+async def test_without_batching_each_danmaku_has_its_own_seq(redis_url: str, room: str) -> None:
+    """chat_tick_ms 0 promises a frame per danmaku: the node publishes them one by one."""
+    async with open_redis(redis_url) as redis, trio.open_nursery() as nursery:
+        store = Store(redis)
+        chat = Chat(store, "n1", 200, window_s=0.0, max_batch=1)
+        await nursery.start(chat.run)
+        async with trio.open_nursery() as senders:
+            for i in range(10):
+                senders.start_soon(chat.send, room, viewer("b"), Danmaku(text=f"t{i}"), {})
+        _, history = await store.history(room, 0, 10**6)
+        assert [len(chat_items(msgpack.unpackb(p))) for _, p in history] == [1] * 10
+        nursery.cancel_scope.cancel()
