@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from loadtest import swarm_report as sr
 from loadtest import swarm_timeline as tl
+from loadtest import swarmclient as sc
 
 # -- the timeline ---------------------------------------------------------------------------
 
@@ -272,3 +273,26 @@ def test_one_failed_check_fails_the_run() -> None:
     report = _report(["PASS", "FAIL"])
     assert report["verdict"] == "FAIL"
     assert "verdict: FAIL" in sr.render(report)
+
+
+# -- the client process's pure helpers ------------------------------------------------------
+
+
+def test_last_seq_takes_room_positions_not_the_seq_inside_an_answer() -> None:
+    chat = b'{"type":"chat","msgs":[{"text":"x","seq":6}],"seq":7}'
+    answer = b'{"type":"result","rid":3,"ok":true,"data":{"id":"n.1","seq":9}}'
+    buf = chat + answer
+    assert sc.last_seq(chat) == 7
+    assert sc.last_seq(buf) == 9  # without the answer's span: taken for a position
+    start = buf.index(answer)
+    assert sc.last_seq(buf, [(start, len(buf))]) == 7
+    assert sc.last_seq(b'{"seq":12') == -1  # not complete yet
+    assert sc.last_seq(b"no position") == -1
+
+
+def test_chosen_picks_the_fraction_the_same_in_every_process() -> None:
+    picked = [v for v in range(20_000) if sc.chosen(v, 0.25, salt=3)]
+    assert 0.23 < len(picked) / 20_000 < 0.27
+    assert picked == [v for v in range(20_000) if sc.chosen(v, 0.25, salt=3)]
+    assert picked != [v for v in range(20_000) if sc.chosen(v, 0.25, salt=4)]
+    assert all(sc.chosen(v, 1.0, salt=1) for v in range(100))
