@@ -104,7 +104,9 @@ class Sampler:
     def show(self, row: dict[str, Any]) -> None:
         p99 = row["lat"]["p99_ms"]
         run_p99 = self.hist.percentile(0.99)
-        engine = sum(v for k, v in row["cpu"].items() if k.startswith("engine") and v == v)
+        cpu = row["cpu"]
+        known = "engine" in cpu and cpu["engine"] == cpu["engine"]  # (NaN: not readable)
+        engine = f"engine {cpu['engine']:.0f}% " if known else ""
         line = (
             f"[{row['t']:7.1f}s] {self.phase[:10]:<10} viewers {row['live']:>6,}  recv "
             f"{row['recv_msgs_per_s']:>9,.0f} msg/s  sent "
@@ -112,8 +114,8 @@ class Sampler:
             f"{row['answers_per_s']:>6,.0f}/s  p99 "
             f"{'-' if p99 is None else f'{p99:,.0f}':>5} ms (run "
             f"{'-' if run_p99 is None else f'{run_p99 * 1000:,.0f}'} ms)  errors "
-            f"{row['errors']:,}  lost {row['lost']:,}  cpu engine {engine:.0f}% other "
-            f"{row['cpu'].get('other', 0):.0f}%"
+            f"{row['errors']:,}  lost {row['lost']:,}  cpu {engine}clients "
+            f"{cpu.get('clients', 0):.0f}% other {cpu.get('other', 0):.0f}%"
         )
         if self.tty:
             sys.stderr.write("\r\x1b[K" + line)
