@@ -241,9 +241,10 @@ def start_engine(
         proc = _spawn(f"engine-tick{tick_ms}-{ws_port}", argv, logdir, env)
         proc.children = workers > 1
         try:
-            wait_port(ws_port, proc.popen)
+            # a busy machine, and an exported tree without bytecode, start slowly
+            wait_port(ws_port, proc.popen, timeout=90.0)
             for i in range(workers):  # every worker up, or the first takes every viewer
-                wait_port(http_port + i, proc.popen)
+                wait_port(http_port + i, proc.popen, timeout=90.0)
         except BaseException:
             proc.stop()
             raise
