@@ -168,7 +168,7 @@ class Engine:
             rooms = RoomRegistry(config, store, self.stats, self.metrics)
             # chat_tick_ms 0 promises every danmaku a frame of its own at once: no window to
             # wait in, no batch to share
-            batching = rooms.tick_s > 0
+            batching = config.chat_tick_ms > 0
             chat = Chat(
                 store, self.node_id, config.max_danmaku_chars,
                 window_s=config.chat_publish_window_ms / 1000 if batching else 0.0,

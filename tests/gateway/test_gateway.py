@@ -85,6 +85,30 @@ async def test_danmaku_reaches_every_viewer_of_the_room_and_none_of_another(
         assert not any(m.get("type") == "chat" and m["msgs"][0]["user"] == "x" for m in c.seen)
 
 
+@pytest.mark.parametrize("tick_ms", [0, 100])
+async def test_a_burst_of_danmaku_arrives_whole_and_in_order(
+    start_engine: StartEngine, room: str, tick_ms: int
+) -> None:
+    """Batched (tick 100 ms: published together, several to a seq and a frame) or not (tick 0:
+    each danmaku a room message and a frame of its own, as chat_tick_ms 0 promises)."""
+    engine = await start_engine(chat_tick_ms=tick_ms)
+    url = engine.address.ws_url  # type: ignore[union-attr]
+    async with (
+        viewer(url, engine.mint_token("a", room)) as a,
+        viewer(url, engine.mint_token("w", room)) as w,
+    ):
+        for i in range(12):
+            await a.send(type="danmaku", text=f"burst {i}", rid=i)
+        answers = [await a.answer(i) for i in range(12)]
+        assert all(answer["ok"] for answer in answers)
+        seqs = [answer["data"]["seq"] for answer in answers]
+        assert seqs == sorted(seqs)
+        assert await w.chat_texts(12) == [f"burst {i}" for i in range(12)]
+        frames = [m for m in w.seen if m.get("type") == "chat"]
+        if tick_ms == 0:
+            assert len(set(seqs)) == 12 and [len(f["msgs"]) for f in frames] == [1] * 12
+
+
 async def test_likes_from_many_viewers_show_as_one_growing_total(
     start_engine: StartEngine, room: str
 ) -> None:
