@@ -18,3 +18,13 @@ def test_help_prints(tool: str) -> None:
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout
+
+
+def test_sendcost_measures_a_tiny_run() -> None:
+    done = subprocess.run([sys.executable, "-m", "loadtest.bench_sendcost", "--sizes", "100,2000",
+                           "--sockets", "20", "--seconds", "0.3"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(row[0]) for row in rows] == [100, 2000]
+    assert all(int(row[1].replace(",", "")) > 0 and float(row[3]) > 0 for row in rows)
