@@ -62,7 +62,11 @@ async def test_danmaku_over_the_limit_gets_rate_limited_with_retry_after(
         assert (await alice.answer(0))["ok"]
         assert (await alice.answer(1))["ok"]
         error = await alice.answer(2)
-        assert error["type"] == "error" and error["code"] == "rate_limited" and error["retry_after_ms"] > 0
+        assert (
+            error["type"] == "error"
+            and error["code"] == "rate_limited"
+            and error["retry_after_ms"] > 0
+        )
         assert "user" in error["message"]
         # refused locally until the retry-after: same answer, no Redis call needed
         calls = engine.antifraud.limiter.calls
