@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from engine.config import Config
 from loadtest.servers import HOST, Proc, ServerUnderTest, engine_counters, start_engine
 
 DEV_KEYS = Path("var/dev-keys.json")  # `make run`'s development key (engine/devkeys.py)
@@ -63,12 +64,24 @@ class Target:
             "ws": [f"ws://{h}:{p}{path}" for h, p, path in self.ws],
             "http_url": self.http_url,
             "redis_url": self.redis_url,
-            "nodes": [{"pid": n.proc.pid, "argv": n.argv} for n in self.nodes],
+            "nodes": [{"pid": n.proc.pid, "argv": shown_argv(n.argv)} for n in self.nodes],
         }
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def shown_argv(argv: list[str]) -> list[str]:
+    """An engine's command line as the report shows it: the token secret masked, and without
+    the benchmarks' ENGINE_ANTIFRAUD=false when a flag decides (a flag wins over the env)."""
+    out = list(argv)
+    if "--token-keys" in out:
+        i = out.index("--token-keys") + 1
+        out[i] = ",".join(k.split(":", 1)[0] + ":***" for k in out[i].split(","))
+    if "--antifraud" in out or "--no-antifraud" in out:
+        out = [a for a in out if not a.startswith("ENGINE_ANTIFRAUD=")]
+    return out
 
 
 def parse_ws_url(url: str) -> tuple[str, int, str]:
@@ -118,7 +131,14 @@ def start_own(nodes: int, antifraud: bool, extra: list[str], logdir: Path) -> Ta
     # anti-fraud as deployed, behind a proxy it trusts: each viewer's X-Forwarded-For address
     # counts for the per-IP limits (every socket comes from 127.0.0.1)
     guard = ("--antifraud", "--trusted-proxies", HOST) if antifraud else ("--no-antifraud",)
-    flags = ("--control-socket", "none", "--event-stream-maxlen", "2000000", *guard, *extra)
+    # the engine's own heartbeat (start_engine sets the benchmarks' 600 s; the last flag wins)
+    beat = (
+        "--heartbeat-interval-s",
+        str(Config().heartbeat_interval_s),
+        "--heartbeat-timeout-s",
+        str(Config().heartbeat_timeout_s),
+    )
+    flags = ("--control-socket", "none", "--event-stream-maxlen", "2000000", *guard, *beat, *extra)
     sut = start_engine(100, f"{kid}:{secret}", logdir, workers=nodes, extra=flags)
     assert sut.redis is not None
     redis_url = sut.argv[sut.argv.index("--redis-url") + 1]
