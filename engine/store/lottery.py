@@ -75,15 +75,28 @@ class LotteryStore:
     async def enter(
         self, room: str, lottery: str, user: str, how: str, name: str = ""
     ) -> tuple[str, bool, int, int]:
-        """(code, new entrant, count, ver) of lottery_enter."""
-        code, new, count, ver = await self._run(
+        """(code, new entrant, count, ver) of lottery_enter for one entry."""
+        [(code, new)], count, ver = await self.enter_batch(room, lottery, [(user, how, name)])
+        return code, new, count, ver
+
+    async def enter_batch(
+        self, room: str, lottery: str, entries: Sequence[tuple[str, str, str]]
+    ) -> tuple[list[tuple[str, bool]], int, int]:
+        """lottery_enter for a batch of (user, how, name) in order, in one script call:
+        ([(code, new entrant)] per entry, count, ver after the batch)."""
+        args: list[Any] = [self._now(), lottery]
+        for user, how, name in entries:
+            args += (user, how, name)
+        reply = await self._run(
             "lottery_enter",
             [keys.lottery(room, lottery), keys.lottery_entrants(room, lottery),
              keys.lottery_names(room, lottery), keys.state(room), keys.followers(room),
              keys.banned(room)],
-            [self._now(), user, how, name, lottery],
+            args,
         )  # fmt: skip
-        return _s(code), new == 1, int(count), int(ver)
+        count, ver, *flat = reply
+        answers = [(_s(flat[i]), flat[i + 1] == 1) for i in range(0, len(flat), 2)]
+        return answers, int(count), int(ver)
 
     async def freeze(self, room: str, lottery: str) -> tuple[str, int, str]:
         """(code, entrants, state) of lottery_freeze."""
