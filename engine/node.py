@@ -208,7 +208,7 @@ class Engine:
             chat.listeners.append(lottery.on_danmaku)  # keyword entries
             inflight = config.seckill_max_inflight_per_viewer
             coupon_handlers.register(dispatcher, coupons, guard, max_inflight=inflight)
-            follow_handlers.register(dispatcher, follows, lottery, guard)
+            follow_handlers.register(dispatcher, follows, lottery, guard, max_inflight=inflight)
             rooms.on_popup = _both(lottery.popup_delivered, rooms.on_popup)
             presence = Presence(
                 store,
@@ -262,6 +262,7 @@ class Engine:
                     await nursery.start(seckill.run)
                     await nursery.start(counters.run)
                     await nursery.start(coupons.run)
+                    await nursery.start(lottery.run)
                     ws_port = await nursery.start(gateway.serve, ws_socket)
                     await nursery.start(scheduler.run)
                     await nursery.start(pulse.run)

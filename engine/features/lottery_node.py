@@ -14,7 +14,7 @@ events, in one step. The node also computes the winners with `lottery_draw.draw`
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,6 +24,7 @@ import trio
 from engine.config import Config
 from engine.errors import EngineError, ErrorCode, RequestRefused, StoreUnavailable
 from engine.features import lottery_draw
+from engine.features.batching import GroupCommit, Overloaded
 from engine.features.counters import TickCounters
 from engine.features.lottery import (
     count_key,
@@ -50,6 +51,8 @@ WINNERS_POPUP_TTL_S: Final = 300.0
 EXPIRE_MARGIN_MS: Final = 1000
 POPUP_KINDS: Final = frozenset({"lottery", "lottery_winners", "lottery_cancelled"})
 MAX_ENTERED_MEMO: Final = 200_000  # users a node remembers as entered, per lottery
+Entered = tuple[str, bool, int]  # (code, new entrant, entrants after its batch; -1: not asked)
+Entry = tuple[str, str, str]  # (user, how, display name)
 
 
 def job_id(kind: str, room: str, lottery: str) -> str:
@@ -81,9 +84,21 @@ class Lottery:
         self._open: dict[str, tuple[float, list[OpenLottery]]] = {}  # room -> (until, open)
         self._loading: dict[str, trio.Event] = {}
         self._entered: dict[tuple[str, str], set[str]] = {}  # (room, lottery) -> users
+        # entries of one lottery arriving together go to Redis in one script call (like claims)
+        self._batcher: GroupCommit[tuple[str, str], Entry, Entered] = GroupCommit(
+            self._decide,
+            window_s=config.seckill_batch_window_ms / 1000,
+            max_batch=config.seckill_batch_max,
+            in_flight=config.seckill_batch_in_flight,
+            max_pending=config.seckill_max_pending,
+        )
         scheduler.register(DRAW_JOB, self._run_draw)
         scheduler.register(EXPIRE_JOB, self._run_expire)
         self.mismatches = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The entry batcher (entries wait for it: run it before viewers come)."""
+        await self._batcher.run(task_status=task_status)
 
     # --- creating --------------------------------------------------------------------------
 
@@ -158,33 +173,65 @@ class Lottery:
                     entered.append(lot.lottery)
         return entered
 
-    async def enter(self, room: str, lottery: str, identity: Identity) -> tuple[str, bool, int]:
+    async def enter(self, room: str, lottery: str, identity: Identity) -> Entered:
         """An explicit entry (`lottery_enter`): (code, new, entrants). A follow-only lottery
         takes it from followers only (`follow_required`)."""
         if not valid_lottery_id(lottery):
             return ErrorCode.UNKNOWN_LOTTERY.value, False, 0
         return await self._enter(room, lottery, identity, "button")
 
-    async def _enter(
-        self, room: str, lottery: str, identity: Identity, how: str
-    ) -> tuple[str, bool, int]:
+    def enter_nowait(
+        self,
+        room: str,
+        lottery: str,
+        identity: Identity,
+        reply: Callable[[Entered | None, Exception | None], None],
+    ) -> None:
+        """An explicit entry without waiting (the gateway's read loop): `reply(answer, None)` is
+        called once with (code, new, entrants) when its batch comes back, or at once when this
+        node knows the answer; `reply(None, error)` (StoreUnavailable, Overloaded) when it could
+        not be decided (the viewer may send it again)."""
+        # Hot path: runs once per explicit entry; no await.
+        if not valid_lottery_id(lottery):
+            reply((ErrorCode.UNKNOWN_LOTTERY.value, False, 0), None)
+            return
+        seen = self._entered.get((room, lottery))
+        if seen is not None and identity.user in seen:
+            reply(("ok", False, -1), None)  # this node entered them before
+            return
+        entry = (identity.user, "button", identity.name or "")
+        try:
+            self._batcher.submit_nowait((room, lottery), entry, reply)
+        except Overloaded as exc:
+            reply(None, exc)
+
+    async def _enter(self, room: str, lottery: str, identity: Identity, how: str) -> Entered:
         user = identity.user
         seen = self._entered.get((room, lottery))
         if seen is not None and user in seen:
             return "ok", False, -1  # this node entered them before: no need to ask Redis
-        code, new, count, ver = await self._store.enter(room, lottery, user, how,
-                                                        identity.name or "")  # fmt: skip
-        if code == "ok":
+        try:
+            return await self._batcher.submit((room, lottery), (user, how, identity.name or ""))
+        except Overloaded:
+            raise StoreUnavailable("too many lottery entries queued on this node") from None
+
+    async def _decide(self, key: tuple[str, str], items: list[Entry]) -> list[Entered]:
+        """One script call for a batch of entries of one lottery (the batcher's `decide`)."""
+        room, lottery = key
+        answers, count, ver = await self._store.enter_batch(room, lottery, items)
+        if any(code == "ok" for code, _ in answers):
+            seen = self._entered.get(key)
             if seen is None:
-                seen = self._entered[(room, lottery)] = set()
-            if len(seen) < MAX_ENTERED_MEMO:
-                seen.add(user)
-            if new:
+                seen = self._entered[key] = set()
+            for (user, _, _), (code, _) in zip(items, answers, strict=True):
+                if code == "ok" and len(seen) < MAX_ENTERED_MEMO:
+                    seen.add(user)
+            if any(new for _, new in answers):
                 self._counters.observe(room, count_key(lottery), ver,
                                        count_message(lottery, count, ver))  # fmt: skip
-        elif code in ("lottery_closed", "unknown_lottery"):
+        if any(code in ("lottery_closed", "unknown_lottery") for code, _ in answers):
             self.invalidate(room)
-        return code, new, count
+        return [(code, new, count) for code, new in answers]
 
     async def _open_lotteries(self, room: str) -> list[OpenLottery]:
         cached = self._open.get(room)
