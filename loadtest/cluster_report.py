@@ -179,27 +179,33 @@ def _search(results: dict[str, Any]) -> list[str]:
 
 def _storm(results: dict[str, Any]) -> list[str]:
     rows: list[tuple[str, ...]] = [
-        ("engine", "room", "resumed", "opened over s", "all caught up s", "catch-up p50 / p99 ms",
-         "engine CPU s (%)", "redis CPU s (%)", "clients CPU s", "other %", "history reads")
+        ("engine", "storm", "welcome: recovery", "opened over s", "all welcomed s",
+         "welcome p50 / p99 ms", "all caught up s", "catch-up p50 / p99 ms", "engine CPU s (%)",
+         "redis CPU s (%)", "clients CPU s", "other %", "history reads")
     ]  # fmt: skip
     for storm in (results.get("storm") or {}).values():
-        for mode in ("warm", "cold"):
+        for mode in ("fresh", "warm", "cold"):
             r = storm.get(mode)
             if not r:
                 continue
             wall = r["wall_s"] or 1.0
+            recovery = ", ".join(f"{v:,} {k}" for k, v in sorted(r["recovery"].items()))
+            missing = r["viewers"] - sum(r["recovery"].values())
             rows.append((
                 f"--workers {storm['workers']}", mode,
-                f"{r['recovery'].get('resumed', 0):,} of {r['viewers']:,}",
-                _num(r["opened_over_s"], ".2f"), _num(r["all_caught_up_s"], ".2f"),
+                recovery + (f", {missing:,} none" if missing else ""),
+                _num(r["opened_over_s"], ".2f"), _num(r.get("all_welcome_s"), ".2f"),
+                f"{_ms(r.get('welcome_p50_ms'))} / {_ms(r.get('welcome_p99_ms'))}",
+                _num(r["all_caught_up_s"], ".2f"),
                 f"{_ms(r['catch_up_p50_ms'])} / {_ms(r['catch_up_p99_ms'])}",
                 f"{r['engine_cpu_s']:.2f} ({100 * r['engine_cpu_s'] / wall:.0f})",
                 f"{r['redis_cpu_s']:.2f} ({100 * r['redis_cpu_s'] / wall:.0f})",
                 f"{r['client_cpu_s']:.2f}", _num(r["other_cpu"]), str(r["history_reads"]),
             ))  # fmt: skip
     s = results.get("settings", {})
-    return [f"3. resume storm: {s.get('storm_viewers', 0):,} viewers reconnecting within "
-            f"{s.get('storm_spread', 0):g} s, since = seq - {s.get('storm_back', 0)}",
+    return [f"3. resume storm: {s.get('storm_viewers', 0):,} viewers connecting within "
+            f"{s.get('storm_spread', 0):g} s: fresh (no position), warm and cold (since = seq - "
+            f"{s.get('storm_back', 0)}, the room open on every node / on none)",
             *_table(rows)]  # fmt: skip
 
 
@@ -239,16 +245,17 @@ def render(results: dict[str, Any]) -> str:
 
 
 def _noisy(results: dict[str, Any]) -> list[str]:
-    out = []
+    """The disturbed windows, each with the processes outside the benchmark that used most."""
+    windows: list[tuple[str, Any]] = []
     for nodes, res in (results.get("cross") or {}).items():
-        for scen in ("fanout", "hot"):
-            if (_get(res, scen, "other_cpu") or 0) > NOISY_CPU:
-                out.append(f"cross {nodes}/{scen}")
+        windows += [(f"cross {nodes}/{scen}", res.get(scen)) for scen in ("fanout", "hot")]
     for step in (results.get("search") or {}).get("steps", []):
-        if step["hot"]["other_cpu"] > NOISY_CPU:
-            out.append(f"search {step['step']}")
+        windows.append((f"search {step['step']}", step["hot"]))
     for key, storm in (results.get("storm") or {}).items():
-        for mode in ("warm", "cold"):
-            if (_get(storm, mode, "other_cpu") or 0) > NOISY_CPU:
-                out.append(f"storm {key}/{mode}")
+        windows += [(f"storm {key}/{mode}", storm.get(mode)) for mode in ("fresh", "warm", "cold")]
+    out = []
+    for name, figures in windows:
+        if isinstance(figures, dict) and (figures.get("other_cpu") or 0) > NOISY_CPU:
+            top = ", ".join(figures.get("other_top") or [])
+            out.append(f"{name} ({figures['other_cpu']:.0f}%{': ' + top if top else ''})")
     return out

@@ -69,12 +69,14 @@ def test_tiny_run_reports_every_figure(tmp_path: Path) -> None:
 
     for workers in (1, 2):
         storm = results["storm"][f"workers-{workers}"]
-        for mode in ("warm", "cold"):
+        for mode in ("fresh", "warm", "cold"):
             r = storm[mode]
-            assert r["recovery"] == {"resumed": 30}, (workers, mode, r["recovery"])
+            recovery = "fresh" if mode == "fresh" else "resumed"
+            assert r["recovery"] == {recovery: 30}, (workers, mode, r["recovery"])
             assert r["caught_up"] == 30 and r["position"]["chat_items"] > 0, r
-            for key in ("all_caught_up_s", "catch_up_p50_ms", "catch_up_p99_ms",
-                        "engine_cpu_s", "redis_cpu_s", "client_cpu_s", "opened_over_s"):  # fmt: skip
+            for key in ("all_welcome_s", "welcome_p50_ms", "welcome_p99_ms", "all_caught_up_s",
+                        "catch_up_p50_ms", "catch_up_p99_ms", "engine_cpu_s", "redis_cpu_s",
+                        "client_cpu_s", "opened_over_s", "other_top"):  # fmt: skip
                 assert r[key] is not None, key
             assert isinstance(r["history_reads"], int)
         assert storm["cold"]["history_reads"] >= 1  # the room was closed: the history was read
