@@ -621,7 +621,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(PARTS), help="comma list: cross, search, storm")
     p.add_argument("--settle", type=float, default=30.0,
                    help="after connecting: wait at most this long for an idle engine")  # fmt: skip
-    p.add_argument("--steps", default="2000,5000,10000,15000,19900",
+    p.add_argument("--steps", default="2000,5000,7500,10000,15000,19900",
                    help="search: viewer counts, in order")  # fmt: skip
     p.add_argument("--search-workers", type=int, default=2, help="search: engine run --workers")
     p.add_argument("--search-misses", type=int, default=1,
