@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from engine.config import Config
+from engine.supervisor import STOP_TIMEOUT_S
 from loadtest.servers import HOST, Proc, ServerUnderTest, engine_counters, start_engine
 
 DEV_KEYS = Path("var/dev-keys.json")  # `make run`'s development key (engine/devkeys.py)
@@ -68,8 +69,13 @@ class Target:
         }
 
     def stop(self) -> None:
+        """The engine first, given the time its supervisor gives its nodes to drain (a SIGKILL
+        sooner would orphan the nodes, which run in their own session, and stop their Redis
+        under them), then its redis-server."""
         for node in self.nodes:
-            node.stop()
+            node.proc.stop(grace=STOP_TIMEOUT_S + 5)
+            if node.redis is not None:
+                node.redis.stop()
 
 
 def shown_argv(argv: list[str]) -> list[str]:
