@@ -74,15 +74,21 @@ class EventTail:
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.trimmed = False  # events were trimmed from the stream before we read them
         self.lock = trio.Lock()  # one reader at a time: `run` in the background, `catch_up`
+        self.failed = ""  # why `run` stopped
 
     async def start(self) -> None:
         newest = await self.redis.xrevrange(self.key, count=1)
         self.last = _text(newest[0].identifier) if newest else "0-0"
 
     async def run(self) -> None:
-        while True:
-            if not await self.read(block_ms=1000):
-                await trio.sleep(0)
+        """Read as events come (so none is trimmed away before a check reads it). If Redis
+        fails, stop: the next check's `catch_up` meets the same error and reports it."""
+        try:
+            while True:
+                if not await self.read(block_ms=1000):
+                    await trio.sleep(0)
+        except Exception as exc:  # coredis' errors: the checks report them
+            self.failed = repr(exc)
 
     async def read(self, block_ms: int | None = None) -> int:
         async with self.lock:

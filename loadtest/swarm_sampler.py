@@ -14,7 +14,7 @@ import trio
 
 from loadtest.swarm_report import Histogram, floats, summary
 from loadtest.swarm_target import CpuMeter
-from loadtest.swarm_workers import Workers
+from loadtest.swarm_workers import WorkerGone, Workers
 
 
 def log(msg: str) -> None:
@@ -52,9 +52,15 @@ class Sampler:
     async def run(self) -> None:
         next_at = trio.current_time()
         while True:
-            next_at += 1.0
+            next_at = max(next_at + 1.0, trio.current_time())
             await trio.sleep_until(next_at)
-            await self.sample()
+            try:
+                await self.sample()
+            except trio.TooSlowError:  # a client process too busy to answer: no row this time
+                log("   sampler: a client process did not answer within 60 s")
+            except WorkerGone as exc:  # the phase that needs it reports the loss
+                log(f"   sampler stopped: {exc}")
+                return
 
     async def sample(self) -> None:
         stats = await self.workers.same(("swarm_stats",), timeout=60)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadtest import swarm_report as sr
+from loadtest import swarm_target as st_
 from loadtest import swarm_timeline as tl
 from loadtest import swarmclient as sc
 
@@ -296,3 +297,23 @@ def test_chosen_picks_the_fraction_the_same_in_every_process() -> None:
     assert picked == [v for v in range(20_000) if sc.chosen(v, 0.25, salt=3)]
     assert picked != [v for v in range(20_000) if sc.chosen(v, 0.25, salt=4)]
     assert all(sc.chosen(v, 1.0, salt=1) for v in range(100))
+
+
+# -- the target's pure helpers --------------------------------------------------------------
+
+
+def test_ws_url_keys_and_the_argv_the_report_shows(tmp_path: Path) -> None:
+    assert st_.parse_ws_url("ws://10.0.0.5:8900/v1/ws") == ("10.0.0.5", 8900, "/v1/ws")
+    assert st_.parse_ws_url("ws://example.com") == ("example.com", 80, "/v1/ws")
+    with pytest.raises(st_.TargetError, match="ws://"):
+        st_.parse_ws_url("wss://example.com/v1/ws")
+    assert st_.read_keys("k1:" + "s" * 32, None) == {"k1": b"s" * 32}
+    with pytest.raises(st_.TargetError, match="KID:SECRET"):
+        st_.read_keys("k1:short", None)
+    keys = tmp_path / "dev-keys.json"
+    keys.write_text(json.dumps({"dev": "ab" * 32}))
+    assert st_.read_keys(None, str(keys)) == {"dev": ("ab" * 32).encode()}
+    with pytest.raises(st_.TargetError, match="no token key"):
+        st_.read_keys(None, str(tmp_path / "missing.json"))
+    argv = ["ENGINE_ANTIFRAUD=false", "engine", "run", "--token-keys", "a:x,b:y", "--antifraud"]
+    assert st_.shown_argv(argv) == ["engine", "run", "--token-keys", "a:***,b:***", "--antifraud"]
