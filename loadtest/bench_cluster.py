@@ -423,20 +423,22 @@ class ClusterBench(Bench):
             keepers += 1
         return keepers
 
-    def storm_paths(self, since: int | None, epoch: str) -> list[tuple[str, bool]]:
+    def storm_paths(self, mode: str, since: int | None, epoch: str) -> list[tuple[str, bool]]:
+        """Each storm its own people (`<mode><i>`): every storm pays the same presence work."""
         tail = "" if since is None else f"&since={since}&epoch={quote(epoch)}"
         keys = self.keys
         return [
-            (f"/v1/ws?token={mint_token(keys, user=f'r{i}', room=ROOM, ttl_s=3600)}{tail}", False)
+            (f"/v1/ws?token={mint_token(keys, user=f'{mode}{i}', room=ROOM, ttl_s=3600)}{tail}",
+             False)
             for i in range(self.opts.storm_viewers)
-        ]
+        ]  # fmt: skip
 
     def one_storm(self, eng: Engines, mode: str) -> dict[str, Any]:
         clients, opts = self.clients, self.opts
         assert clients is not None
         fresh = mode == "fresh"  # joins without a position: the cost of the joins alone
         pos = trio.run(room_position, eng.redis_url, opts.storm_back)
-        paths = self.storm_paths(None if fresh else pos["since"], pos["epoch"])
+        paths = self.storm_paths(mode, None if fresh else pos["since"], pos["epoch"])
         if fresh:
             log(f"   {mode} storm: {len(paths)} viewers joining without a position")
         else:
@@ -444,6 +446,7 @@ class ClusterBench(Bench):
                 f"(room at {pos['seq']}, {pos['chat_items']} chat items to catch up)")  # fmt: skip
         clients.ask_viewers(("pace", 0.0))
         clients.ask_viewers(("storm_target", 0 if fresh else pos["chat_items"]))
+        settled = self.settle(eng)  # the last storm's leaves are done before this one starts
         quiet = self.wait_quiet(eng)
         reads0 = trio.run(history_reads, eng.redis_url)
         counters0 = eng.engine_counters()
@@ -451,7 +454,7 @@ class ClusterBench(Bench):
         prof = None
         if self.profile_dir is not None:
             prof = Profiler(self.profile_dir / f"storm-{eng.workers}w").start(
-                eng, f"engine-{mode}", opts.storm_spread + 4
+                eng, f"engine-{mode}", opts.storm_spread + 12
             )
         t0 = time.time()
         names = clients.viewer_names
@@ -487,6 +490,7 @@ class ClusterBench(Bench):
             "connect_failed": sum(r[3] for r in replies),
             "connect_errors": [e for r in replies for e in r[4]][:5],
             "other_before": quiet,
+            "settle_s": settled,
             "history_reads": reads1 - reads0,
             "engine_counters": counter_delta(counters0, eng.engine_counters()),
             "wall_s": wall,
@@ -507,6 +511,7 @@ class ClusterBench(Bench):
         clients.ask_viewers(("storm_target", 0))
         clients.ask_viewers(("close_all",))
         clients.ask_viewers(("pace", opts.pace))
+        time.sleep(opts.storm_rest)  # their people are swept (presence grace) before the next
         return res
 
 
@@ -641,6 +646,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storm-concurrency", type=int, default=5000,
                    help="storm upgrades in flight per process (the spread paces them)")  # fmt: skip
     p.add_argument("--storm-timeout", type=float, default=60.0, help="s to wait for catch-up")
+    p.add_argument("--storm-rest", type=float, default=12.0,
+                   help="s after a storm's viewers left (engine presence grace: 8 s)")  # fmt: skip
     opts = p.parse_args(argv)
     opts.only = [s.strip() for s in opts.only.split(",") if s.strip()]
     unknown = set(opts.only) - set(PARTS)

@@ -17,8 +17,8 @@ TINY = ["--viewers", "20", "--probes", "4", "--hot-senders", "4", "--hot-rate", 
         "--duration", "1", "--warmup", "0.5", "--drain", "5", "--steps", "20,40",
         "--search-misses", "2", "--storm-viewers", "30", "--storm-back", "10",
         "--storm-extra", "2", "--storm-fill-rate", "40", "--storm-senders", "2",
-        "--storm-spread", "0.5", "--storm-linger", "0.5", "--client-procs", "2",
-        "--quiet-wait", "0", "--retries", "0", "--settle", "2"]  # fmt: skip
+        "--storm-spread", "0.5", "--storm-linger", "0.5", "--storm-rest", "0", "--client-procs", "2",
+        "--quiet-wait", "0", "--retries", "0", "--settle", "1"]  # fmt: skip
 ROWS = ["1. one node vs two nodes", "delivered messages/s", "of which on node A / node B",
         "send-to-deliver p99 ms", "engine CPU % per node", "redis-server CPU %",
         "load client CPU %", "2. hot room", "largest held", "3. resume storm", "history reads",
