@@ -27,4 +27,5 @@ def test_sendcost_measures_a_tiny_run() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line.split("|") for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [int(row[0]) for row in rows] == [100, 2000]
-    assert all(int(row[1].replace(",", "")) > 0 and float(row[3]) > 0 for row in rows)
+    # CPU time is accounted in clock ticks: a tiny run may show 0.00 us, never less
+    assert all(int(row[1].replace(",", "")) > 0 and float(row[3]) >= 0 for row in rows)
