@@ -22,6 +22,8 @@ from typing import IO
 
 import psutil
 
+from engine.supervisor import STOP_TIMEOUT_S
+
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -165,7 +167,9 @@ class ServerUnderTest:
     argv: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
-        self.proc.stop()
+        # an engine supervisor drains its workers for up to STOP_TIMEOUT_S: killing it sooner
+        # orphans them (their own session), and they lose Redis while handling the last leaves
+        self.proc.stop(grace=STOP_TIMEOUT_S + 5 if self.kind == "engine" else 5.0)
         if self.redis is not None:
             self.redis.stop()
 
