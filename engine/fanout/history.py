@@ -61,16 +61,26 @@ class RoomHistory:
 
     def prepend(self, entries: Iterable[tuple[int, bytes]]) -> None:
         """Older messages read from Redis (kept beyond `size` until live traffic pushes them out:
-        the point is to serve the storm that asked for them)."""
-        merged = OrderedDict(sorted([*entries, *self._messages.items()]))
+        the point is to serve the storm that asked for them). Only a run that joins the memory
+        without a gap is kept: live traffic may have pushed the oldest ones out during the read,
+        and the memory must stay one contiguous run of seqs."""
+        older = sorted(entries)
+        first = self.first
+        if not older or (first is not None and older[-1][0] + 1 < first):
+            return
+        merged = OrderedDict(older)
+        merged.update(self._messages)
         self._messages = merged
 
     def covers(self, after: int, upto: int) -> bool:
-        """Whether (after, upto] is here, contiguous."""
+        """Whether (after, upto] is here, every seq of it."""
         if upto <= after:
             return True
         first = self.first
-        return first is not None and first <= after + 1 and upto in self._messages
+        if first is None or first > after + 1 or upto not in self._messages:
+            return False
+        messages = self._messages
+        return all(seq in messages for seq in range(after + 1, upto + 1))
 
     def missing_before(self) -> int:
         """Seqs below this one are not here."""

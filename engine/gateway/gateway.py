@@ -210,6 +210,10 @@ class Gateway:
             log.warning("redis unavailable while serving a viewer", error=str(exc))
             if conn is not None:
                 conn.close(ErrorCode.UNAVAILABLE, "try again")
+        except Exception:  # a bug serving one viewer closes that viewer, never the node
+            log.exception("viewer connection failed")
+            if conn is not None:
+                conn.close(ErrorCode.INTERNAL, "internal error")
         finally:
             if conn is not None:
                 await self._cleanup(conn)

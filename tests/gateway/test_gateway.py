@@ -335,3 +335,27 @@ async def test_a_slow_consumer_is_closed_and_never_delays_the_others(
         assert await slow.close_code(timeout=10) == 4009
         texts = "".join(e.data for e in slow.events if isinstance(e, TextMessage))
         assert texts.count('"type":"popup"') == 8  # it lost chat, never a popup
+
+
+async def test_a_bug_serving_one_viewer_closes_that_viewer_not_the_node(
+    start_engine: StartEngine, room: str
+) -> None:
+    from engine.protocol.client import Ping
+
+    engine = await start_engine()
+    url = engine.address.ws_url  # type: ignore[union-attr]
+    dispatcher = engine._services.gateway.dispatcher  # type: ignore[union-attr]
+
+    async def broken(conn: object, room: object, message: object) -> None:
+        raise RuntimeError("a bug")
+
+    dispatcher._handlers[Ping] = broken
+    async with (
+        viewer(url, engine.mint_token("a", room)) as a,
+        viewer(url, engine.mint_token("b", room)) as b,
+    ):
+        await a.send(type="ping", rid=1)
+        code, reason = await a.closed()
+        assert code == 1011 and "internal" in reason
+        await b.send(type="danmaku", text="still here", rid=2)
+        assert (await b.answer(2))["ok"] and await b.chat_texts(1) == ["still here"]
