@@ -60,6 +60,7 @@ class LocalRoom:
         "size",
         "stats",
         "subscribed",
+        "too_old_upto",
     )
 
     def __init__(
@@ -85,6 +86,7 @@ class LocalRoom:
         self.sequencer = Sequencer()
         self.history = RoomHistory(history_size)
         self.degraded = False
+        self.too_old_upto = 0  # resumes from at or below this seq are known to be too old
         self.changed = trio.Event()  # set (and replaced) whenever the position moves
 
     @property
@@ -187,6 +189,7 @@ class LocalRoom:
     def restart(self, seq: int) -> None:
         """A resync: forget the local history and pending frames; members are at `seq`."""
         self.history.clear()
+        self.too_old_upto = 0
         self.broadcaster.reset(seq)
         self._moved()
 

@@ -134,12 +134,19 @@ class RoomRegistry:
         for everyone who needs them; None if the history no longer has them (resync)."""
         history = room.history
         if not history.covers(after, upto):
+            if after <= room.too_old_upto:  # a storm after the history expired: one read, not
+                return None  # one per viewer
             async with room.history_lock:
                 if not history.covers(after, upto):
+                    if after <= room.too_old_upto:
+                        return None
                     first = history.first
                     end = upto if first is None else first - 1
+                    epoch = room.epoch
                     entries = await self._history_range(room, after, end)
                     if entries is None:
+                        if room.epoch == epoch:  # Redis no longer has (after, end]: nor older
+                            room.too_old_upto = max(room.too_old_upto, after)
                         return None
                     history.prepend(entries)
         if history.covers(after, upto):

@@ -70,6 +70,21 @@ async def test_resume_from_too_far_back_is_told_to_resync(
             await send_and_confirm(talker, ["live"])
             texts = await back.chat_texts(300 - position + 1)
             assert texts == [f"m{i}" for i in range(position, 300)] + ["live"]
+        # the room now knows that position is too old: more phones asking for it cost no read
+        store = node._services.store  # type: ignore[union-attr]
+        reads = []
+        history = store.history
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            reads.append(args)
+            return await history(*args, **kwargs)
+
+        store.history = counted
+        for _ in range(3):
+            async with viewer(url, node.mint_token("phone", room), since=since,
+                              epoch=epoch) as again:  # fmt: skip
+                assert again.welcome["recovery"] == "resync"  # type: ignore[attr-defined]
+        assert reads == []
 
 
 async def test_a_position_from_another_epoch_is_told_to_resync(
