@@ -158,6 +158,11 @@ class ViewerConnection:
         elif not outbox.push(frame, _CRITICAL, None, trio.current_time()):
             self.close(ErrorCode.SLOW_CONSUMER, "too far behind")
 
+    def forget_queued(self) -> None:
+        """The join failed before the welcome: what the room sent meanwhile is not for it."""
+        if self.outbox is not None and not self.writer_active:
+            self.outbox = Outbox(self.gateway.config.outbox_max_bytes)
+
     def release(self, welcome: bytes) -> None:
         """Send the welcome frame ahead of everything queued while joining, then drain."""
         outbox = self.outbox

@@ -191,6 +191,7 @@ class Gateway:
 
     async def _serve_connection(self, sock: socket.socket, addr: Any) -> None:
         conn: ViewerConnection | None = None
+        welcomed = False
         try:
             with trio.CancelScope(
                 deadline=trio.current_time() + self.config.handshake_timeout_s
@@ -203,16 +204,21 @@ class Gateway:
                         conn=conn.conn_id, room=conn.identity.room, user=conn.identity.user
                     )
                     await self._join(conn, params.since, params.epoch)
+                    welcomed = True
                     await self._read_loop(conn)
         except HandshakeFailed as exc:
             log.debug("handshake failed", peer=str(addr), error=str(exc))
         except StoreUnavailable as exc:
             log.warning("redis unavailable while serving a viewer", error=str(exc))
             if conn is not None:
+                if not welcomed:  # room frames queued during the join: it never joined
+                    conn.forget_queued()
                 conn.close(ErrorCode.UNAVAILABLE, "try again")
         except Exception:  # a bug serving one viewer closes that viewer, never the node
             log.exception("viewer connection failed")
             if conn is not None:
+                if not welcomed:
+                    conn.forget_queued()
                 conn.close(ErrorCode.INTERNAL, "internal error")
         finally:
             if conn is not None:
