@@ -24,7 +24,6 @@ import json
 import shlex
 import sys
 import time
-from array import array
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -127,27 +126,11 @@ class CouponBench(Bench):
         prof = (self.profiler.start(sut, "engine-stampede", opts.spread + 3) if self.profiler
                 else None)  # fmt: skip
         time.sleep(max(0.0, t0 + opts.spread - time.time()))
-        deadline = time.time() + opts.drain
-        while True:
-            answered = sum(s["results"] for s in clients.same(("stats",)))
-            if answered >= ok or time.time() > deadline:
-                break
-            time.sleep(0.2)
+        clients.wait_answered(ok, opts.drain)
         b = (time.time(), sut.proc.cpu_s(), clients.cpu_s())
         if prof is not None:
             prof.finish()
-        samples: array[float] = array("d")
-        codes: dict[str, int] = {}
-        missing = 0
-        lost: dict[str, int] = {}
-        for raw, got, miss, dropped in clients.same(("spike_collect",)):
-            for why, count in dropped.items():
-                lost[why] = lost.get(why, 0) + count
-            samples.frombytes(raw)
-            for code, count in got.items():
-                codes[code] = codes.get(code, 0) + count
-            missing += miss
-        lat = sorted(samples)
+        lat, codes, missing, lost = clients.spike_results()
         check = trio.run(self._check, redis_url, quantity)
         res = {
             "viewers": ok,

@@ -101,6 +101,30 @@ class Clients:
     def cpu_s(self) -> float:
         return sum(float(t.user + t.system) for t in (p.cpu_times() for p in self.ps))
 
+    def wait_answered(self, want: int, drain_s: float) -> None:
+        """Until `want` answers arrived in all (one per viewer), or `drain_s` is up."""
+        deadline = time.time() + drain_s
+        while sum(s["results"] for s in self.same(("stats",))) < want:
+            if time.time() > deadline:
+                return
+            time.sleep(0.2)
+
+    def spike_results(self) -> tuple[list[float], dict[str, int], int, dict[str, int]]:
+        """A spike's answers from every client process: (sorted latencies, answers by code,
+        requests never answered, sockets lost by why)."""
+        samples: array[float] = array("d")
+        codes: dict[str, int] = {}
+        lost: dict[str, int] = {}
+        missing = 0
+        for raw, got, miss, dropped in self.same(("spike_collect",)):
+            samples.frombytes(raw)
+            for code, count in got.items():
+                codes[code] = codes.get(code, 0) + count
+            for why, count in dropped.items():
+                lost[why] = lost.get(why, 0) + count
+            missing += miss
+        return sorted(samples), codes, missing, lost
+
     def connect(
         self, ports: list[int], paths: list[str], concurrency: int, timeout: float
     ) -> tuple[int, int, list[str]]:
@@ -402,28 +426,11 @@ class Bench:
         prof = (self.profiler.start(nodes[0], "engine-spike", opts.spread + 2) if self.profiler
                 else None)  # fmt: skip
         time.sleep(max(0.0, t0 + opts.spread - time.time()))
-        deadline = time.time() + opts.drain
-        while True:
-            stats = clients.same(("stats",))
-            answered = sum(s["results"] for s in stats)
-            if answered >= ok or time.time() > deadline:
-                break
-            time.sleep(0.2)
+        clients.wait_answered(ok, opts.drain)
         b = (time.time(), [node.proc.cpu_s() for node in nodes], clients.cpu_s())
         if prof is not None:
             prof.finish()
-        samples: array[float] = array("d")
-        codes: dict[str, int] = {}
-        missing = 0
-        lost: dict[str, int] = {}
-        for raw, got, miss, dropped in clients.same(("spike_collect",)):
-            for why, count in dropped.items():
-                lost[why] = lost.get(why, 0) + count
-            samples.frombytes(raw)
-            for code, count in got.items():
-                codes[code] = codes.get(code, 0) + count
-            missing += miss
-        lat = sorted(samples)
+        lat, codes, missing, lost = clients.spike_results()
         check = trio.run(self._spike_check, redis_url, stock)
         res = {
             "viewers": ok,

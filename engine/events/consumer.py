@@ -20,7 +20,7 @@ import orjson
 import trio
 
 from engine.store import keys
-from engine.store.store import translate_errors
+from engine.store.store import text, translate_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +38,15 @@ def parse_entry(room: str, entry: Any) -> HostEvent | None:
     fields = entry.field_values
     if not fields:
         return None
-    get = {_text(k): v for k, v in fields.items()}.get
+    get = {text(k): v for k, v in fields.items()}.get
     return HostEvent(
         room=room,
-        stream_id=_text(entry.identifier),
-        id=_text(get("id", b"")),
-        type=_text(get("type", b"")),
+        stream_id=text(entry.identifier),
+        id=text(get("id", b"")),
+        type=text(get("type", b"")),
         ts=int(get("ts", 0)),
         data=orjson.loads(get("data", b"{}")),
     )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class EventConsumer:
@@ -132,12 +128,12 @@ class EventConsumer:
     async def _events(self, reply: Mapping[Any, Iterable[Any]]) -> list[HostEvent]:
         out: list[HostEvent] = []
         for key, entries in reply.items():
-            room = self._streams.get(_text(key)) or keys.room_of(_text(key))
+            room = self._streams.get(text(key)) or keys.room_of(text(key))
             for entry in entries:
                 event = parse_entry(room, entry)
                 if event is None:  # trimmed while pending: nothing left to deliver
                     with translate_errors("xack"):
-                        await self._redis.xack(_text(key), self.group, [entry.identifier])
+                        await self._redis.xack(text(key), self.group, [entry.identifier])
                     continue
                 out.append(event)
         return out
@@ -161,7 +157,7 @@ class EventConsumer:
             rooms = self._fixed_rooms
         else:
             with translate_errors("smembers"):
-                rooms = sorted(_text(r) for r in await self._redis.smembers(keys.ROOMS_INDEX))
+                rooms = sorted(text(r) for r in await self._redis.smembers(keys.ROOMS_INDEX))
         for room in rooms:
             key = keys.events(room)
             if key not in self._streams:
@@ -187,7 +183,7 @@ async def tail(
             reply = await redis.xread(cursors, count=100, block=1000)
         for key, entries in (reply or {}).items():
             for entry in entries:
-                cursors[_text(key)] = _text(entry.identifier)
-                event = parse_entry(by_key[_text(key)], entry)
+                cursors[text(key)] = text(entry.identifier)
+                event = parse_entry(by_key[text(key)], entry)
                 if event is not None:
                     yield event

@@ -73,14 +73,12 @@ class RoomHistory:
         self._messages = merged
 
     def covers(self, after: int, upto: int) -> bool:
-        """Whether (after, upto] is here, every seq of it."""
+        """Whether (after, upto] is here, every seq of it (the memory is one contiguous run:
+        `add` takes seqs in order, `prepend` keeps only a run that joins it)."""
         if upto <= after:
             return True
         first = self.first
-        if first is None or first > after + 1 or upto not in self._messages:
-            return False
-        messages = self._messages
-        return all(seq in messages for seq in range(after + 1, upto + 1))
+        return first is not None and first <= after + 1 and upto in self._messages
 
     def missing_before(self) -> int:
         """Seqs below this one are not here."""

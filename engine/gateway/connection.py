@@ -92,14 +92,8 @@ class ViewerConnection:
             return
         outbox = self.outbox
         if outbox is None:
-            try:
-                sent = self.sock.send(frame)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self.broken("send failed")
-                return
-            if sent == len(frame):
+            sent = self._write(frame)
+            if sent is None or sent == len(frame):
                 return
             outbox = self.outbox = Outbox(self.gateway.config.outbox_max_bytes)
             outbox.push_partial(frame, sent, trio.current_time())
@@ -120,14 +114,8 @@ class ViewerConnection:
             for frame, kind, key in frames:
                 self.deliver(frame, kind, key)
             return
-        try:
-            sent = self.sock.send(joined)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self.broken("send failed")
-            return
-        if sent == len(joined):
+        sent = self._write(joined)
+        if sent is None or sent == len(joined):
             return
         outbox = self.outbox = Outbox(self.gateway.config.outbox_max_bytes)
         now = trio.current_time()
@@ -145,6 +133,17 @@ class ViewerConnection:
                 self.close(ErrorCode.SLOW_CONSUMER, "too far behind")
                 break
         self._ensure_writer()
+
+    def _write(self, data: bytes) -> int | None:
+        """One non-blocking write while nothing is queued: bytes taken, or None when the
+        socket failed (the connection is then broken)."""
+        try:
+            return self.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self.broken("send failed")
+            return None
 
     def send_now(self, frame: bytes) -> None:
         """A frame for this viewer alone (result, error, pong): never dropped."""

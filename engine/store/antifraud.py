@@ -18,8 +18,7 @@ import coredis
 import orjson
 
 from engine.store import keys
-from engine.store.scripts import script_sources
-from engine.store.store import new_event_id, now_ms, translate_errors
+from engine.store.store import ScriptStore, new_event_id, now_ms, text, translate_errors
 
 SCRIPTS: Final = ("ratelimit", "antifraud_seen", "antifraud_sanction", "antifraud_expire")
 
@@ -51,15 +50,15 @@ class ScopeState:
     rules: dict[str, str]
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _sanction_keys(scope: Scope) -> list[str]:
     if scope is None:
         return [keys.AF_SANCTIONS, keys.AF_SANCTION_EXPIRY]
     return [keys.sanctions(scope), keys.sanction_expiry(scope), keys.banned(scope),
             keys.events(scope)]  # fmt: skip
+
+
+def _decoded(pairs: Mapping[Any, Any]) -> dict[str, str]:
+    return {text(k): text(v) for k, v in pairs.items()}
 
 
 def _keywords_key(scope: Scope) -> str:
@@ -70,16 +69,9 @@ def _rules_key(scope: Scope) -> str:
     return keys.AF_BOT_RULES if scope is None else keys.bot_rules(scope)
 
 
-class AntiFraudStore:
+class AntiFraudStore(ScriptStore):
     def __init__(self, redis: coredis.Redis[bytes], *, event_maxlen: int) -> None:
-        self.redis = redis
-        self._cap = str(event_maxlen)
-        sources = script_sources()
-        self._scripts = {name: redis.register_script(sources[name]) for name in SCRIPTS}
-
-    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        with translate_errors(name):
-            return await self._scripts[name](keys=keys_, args=args)
+        super().__init__(redis, SCRIPTS, event_maxlen=event_maxlen)
 
     # --- rate limits -----------------------------------------------------------------------
 
@@ -117,7 +109,7 @@ class AntiFraudStore:
             raw = await self.redis.zrange(
                 keys.seen_accounts(room, dimension, ident), 0, limit - 1, rev=True
             )
-        return [_s(u) for u in raw]
+        return [text(u) for u in raw]
 
     # --- sanctions -------------------------------------------------------------------------
 
@@ -133,8 +125,8 @@ class AntiFraudStore:
     ) -> bool:
         """Impose (`record`) or lift (None) a sanction; True if anything changed."""
         until = int(record.get("until") or 0) if record else 0
-        args = [kind, user, b"" if record is None else orjson.dumps(record), until,
-                self._cap, new_event_id(), now_ms(), event_type, orjson.dumps(event)]  # fmt: skip
+        args = [kind, user, b"" if record is None else orjson.dumps(record), until, self._maxlen,
+                new_event_id(), now_ms(), event_type, orjson.dumps(event)]  # fmt: skip
         return bool(await self._run("antifraud_sanction", _sanction_keys(scope), args))
 
     async def expire(self, scope: Scope, *, max_items: int = 500) -> tuple[list[str], int]:
@@ -142,9 +134,9 @@ class AntiFraudStore:
         reply = await self._run(
             "antifraud_expire",
             _sanction_keys(scope),
-            ["", max_items, self._cap, secrets.token_hex(12)],
+            ["", max_items, self._maxlen, secrets.token_hex(12)],
         )
-        return [_s(v) for v in reply[:-1]], int(reply[-1])
+        return [text(v) for v in reply[:-1]], int(reply[-1])
 
     # --- word lists, overrides -------------------------------------------------------------
 
@@ -185,14 +177,14 @@ class AntiFraudStore:
             records: dict[str, dict[str, Any]] = {}
             for field, raw in (await sanctions).items():
                 try:
-                    records[_s(field)] = dict(orjson.loads(raw))
+                    records[text(field)] = dict(orjson.loads(raw))
                 except (orjson.JSONDecodeError, TypeError, ValueError):
                     continue
             return ScopeState(
                 sanctions=records,
-                keywords={_s(k): _s(v) for k, v in (await words).items()},
-                limits={} if limits is None else {_s(k): _s(v) for k, v in (await limits).items()},
-                rules={_s(k): _s(v) for k, v in (await rules).items()},
+                keywords=_decoded(await words),
+                limits={} if limits is None else _decoded(await limits),
+                rules=_decoded(await rules),
             )
 
     # --- host events, signals --------------------------------------------------------------
@@ -204,7 +196,7 @@ class AntiFraudStore:
         with translate_errors("xadd"):
             await self.redis.xadd(
                 keys.events(room), fields, trim_strategy=coredis.PureToken.MAXLEN,
-                threshold=int(self._cap), trim_operator=coredis.PureToken.APPROXIMATELY,
+                threshold=int(self._maxlen), trim_operator=coredis.PureToken.APPROXIMATELY,
             )  # fmt: skip
 
     async def signal(self, message: dict[str, Any]) -> None:

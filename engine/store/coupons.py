@@ -5,48 +5,24 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import coredis
 
 from engine.features.coupons import BatchSpec
 from engine.store import keys
-from engine.store.scripts import script_sources
-from engine.store.store import new_event_id, now_ms, translate_errors
+from engine.store.store import Clock, ScriptStore, new_event_id, text, translate_errors
 
 SCRIPTS: Final = ("coupon_create", "coupon_drop", "coupon_schedule", "coupon_claim", "coupon_end")
 RETENTION_MS: Final = 7 * 86400 * 1000  # a batch's keys live this long after its validity
 
-Clock = Callable[[], int]
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class CouponStore:
+class CouponStore(ScriptStore):
     def __init__(
         self, redis: coredis.Redis[bytes], *, event_maxlen: int, clock: Clock | None = None
     ) -> None:
-        self.redis = redis
-        self._maxlen = str(event_maxlen)
-        self._clock = clock
-        sources = script_sources()
-        self._scripts = {name: redis.register_script(sources[name]) for name in SCRIPTS}
-
-    def sha(self, name: str) -> str:
-        return str(self._scripts[name].sha)
-
-    def _now(self) -> str:
-        return "" if self._clock is None else str(self._clock())
-
-    def now_ms(self) -> int:
-        return now_ms() if self._clock is None else self._clock()
-
-    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        with translate_errors(name):
-            return await self._scripts[name](keys=keys_, args=args)
+        super().__init__(redis, SCRIPTS, event_maxlen=event_maxlen, clock=clock)
 
     async def create(
         self, room: str, spec: BatchSpec, *, state: str, drop_at: int = 0
@@ -60,7 +36,7 @@ class CouponStore:
              spec.threshold, spec.quantity, spec.valid_until, spec.claim_ms, spec.title, state,
              drop_at, spec.valid_until + RETENTION_MS, spec.product],
         )  # fmt: skip
-        return _s(code), int(claim_until)
+        return text(code), int(claim_until)
 
     async def drop(self, room: str, batch: str) -> tuple[str, bool, int]:
         """(code, already live, claim_until) of coupon_drop."""
@@ -69,7 +45,7 @@ class CouponStore:
             [keys.coupon_batch(room, batch), keys.state(room), keys.events(room)],
             [self._now(), self._maxlen, new_event_id(), batch],
         )
-        return _s(code), already == 1, int(claim_until)
+        return text(code), already == 1, int(claim_until)
 
     async def schedule(self, room: str, batch: str, drop_at: int) -> str:
         code, _state = await self._run(
@@ -77,7 +53,7 @@ class CouponStore:
             [keys.coupon_batch(room, batch), keys.events(room)],
             [self._now(), self._maxlen, new_event_id(), batch, drop_at],
         )
-        return _s(code)
+        return text(code)
 
     async def claim(self, room: str, batch: str, items: Sequence[Any]) -> Any:
         """Decide a batch of claims; `items` is the flat ARGV tail (user, request key, source,
@@ -97,16 +73,16 @@ class CouponStore:
             [keys.coupon_batch(room, batch), keys.state(room), keys.events(room)],
             [self._now(), self._maxlen, new_event_id(), batch, reason],
         )
-        return _s(code), already == 1, int(left), int(quantity), int(claim_until)
+        return text(code), already == 1, int(left), int(quantity), int(claim_until)
 
     async def info(self, room: str, batch: str) -> dict[str, str]:
         with translate_errors("hgetall"):
             raw = await self.redis.hgetall(keys.coupon_batch(room, batch))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return {text(k): text(v) for k, v in raw.items()}
 
     async def batches(self, room: str) -> list[str]:
         with translate_errors("smembers"):
-            return sorted(_s(b) for b in await self.redis.smembers(keys.coupons(room)))
+            return sorted(text(b) for b in await self.redis.smembers(keys.coupons(room)))
 
     async def forget(self, room: str, batch: str) -> None:
         """Take a batch whose keys expired out of the room's list."""
@@ -116,12 +92,12 @@ class CouponStore:
     async def holder(self, room: str, batch: str, user: str) -> str | None:
         with translate_errors("hget"):
             raw = await self.redis.hget(keys.coupon_users(room, batch), user)
-        return None if raw is None else _s(raw)
+        return None if raw is None else text(raw)
 
     async def share_batch(self, room: str) -> str | None:
         with translate_errors("get"):
             raw = await self.redis.get(keys.share_coupon(room))
-        return None if raw is None else _s(raw)
+        return None if raw is None else text(raw)
 
     async def set_share_batch(self, room: str, batch: str | None) -> None:
         with translate_errors("set share coupon"):

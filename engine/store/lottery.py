@@ -5,47 +5,26 @@ given (tests pass one)."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import coredis
 import orjson
 
 from engine.store import keys
-from engine.store.scripts import script_sources
-from engine.store.store import new_event_id, now_ms, translate_errors
+from engine.store.store import Clock, ScriptStore, new_event_id, text, translate_errors
 
 SCRIPTS: Final = ("lottery_create", "lottery_enter", "lottery_freeze", "lottery_draw",
                   "lottery_claim", "lottery_expire", "lottery_cancel")  # fmt: skip
 RETENTION_MS: Final = 30 * 86400 * 1000  # a lottery's keys live this long (after its claims)
 PAGE: Final = 10_000  # entrants read per call
 
-Clock = Callable[[], int]
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class LotteryStore:
+class LotteryStore(ScriptStore):
     def __init__(
         self, redis: coredis.Redis[bytes], *, event_maxlen: int, clock: Clock | None = None
     ) -> None:
-        self.redis = redis
-        self._maxlen = str(event_maxlen)
-        self._clock = clock
-        sources = script_sources()
-        self._scripts = {name: redis.register_script(sources[name]) for name in SCRIPTS}
-
-    def _now(self) -> str:
-        return "" if self._clock is None else str(self._clock())
-
-    def now_ms(self) -> int:
-        return now_ms() if self._clock is None else self._clock()
-
-    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        with translate_errors(name):
-            return await self._scripts[name](keys=keys_, args=args)
+        super().__init__(redis, SCRIPTS, event_maxlen=event_maxlen, clock=clock)
 
     async def create(
         self,
@@ -70,7 +49,7 @@ class LotteryStore:
             [self._now(), self._maxlen, new_event_id(), lottery, prize, wanted, entry, keyword,
              keyword_key, draw_at, claim_ms, seed, commitment, RETENTION_MS],
         )  # fmt: skip
-        return _s(code), int(created)
+        return text(code), int(created)
 
     async def enter(
         self, room: str, lottery: str, user: str, how: str, name: str = ""
@@ -95,7 +74,7 @@ class LotteryStore:
             args,
         )  # fmt: skip
         count, ver, *flat = reply
-        answers = [(_s(flat[i]), flat[i + 1] == 1) for i in range(0, len(flat), 2)]
+        answers = [(text(flat[i]), flat[i + 1] == 1) for i in range(0, len(flat), 2)]
         return answers, int(count), int(ver)
 
     async def freeze(self, room: str, lottery: str) -> tuple[str, int, str]:
@@ -106,7 +85,7 @@ class LotteryStore:
              keys.lotteries(room)],
             [self._now(), lottery],
         )  # fmt: skip
-        return _s(code), int(count), _s(state)
+        return text(code), int(count), text(state)
 
     async def entrants(self, room: str, lottery: str) -> list[str]:
         """Every entrant, in byte order (the set's scores are all 0)."""
@@ -115,7 +94,7 @@ class LotteryStore:
         with translate_errors("zrange"):
             while True:
                 page = await self.redis.zrange(key, len(out), len(out) + PAGE - 1)
-                out += [_s(u) for u in page]
+                out += [text(u) for u in page]
                 if len(page) < PAGE:
                     return out
 
@@ -124,7 +103,7 @@ class LotteryStore:
             page = await self.redis.zrange(
                 keys.lottery_entrants(room, lottery), offset, offset + limit - 1
             )
-        return [_s(u) for u in page]
+        return [text(u) for u in page]
 
     async def draw(
         self, room: str, lottery: str, *, key: str, digest: str, count: int
@@ -139,7 +118,7 @@ class LotteryStore:
              RETENTION_MS],
         )  # fmt: skip
         code, already, drawn_at, claim_until, *winners = reply
-        return _s(code), already == 1, int(drawn_at), int(claim_until), [_s(w) for w in winners]
+        return text(code), already == 1, int(drawn_at), int(claim_until), [text(w) for w in winners]
 
     async def claim(
         self, room: str, lottery: str, user: str, ref: str
@@ -150,7 +129,7 @@ class LotteryStore:
             [keys.lottery(room, lottery), keys.lottery_winners(room, lottery), keys.events(room)],
             [self._now(), self._maxlen, new_event_id(), lottery, user, ref],
         )
-        return _s(code), already == 1, int(rank), int(until)
+        return text(code), already == 1, int(rank), int(until)
 
     async def expire(self, room: str, lottery: str) -> tuple[int, int]:
         """(prizes expired now, next claim deadline or 0) of lottery_expire."""
@@ -168,25 +147,25 @@ class LotteryStore:
              keys.lotteries(room)],
             [self._now(), self._maxlen, new_event_id(), lottery, reason],
         )  # fmt: skip
-        return _s(code), already == 1
+        return text(code), already == 1
 
     async def info(self, room: str, lottery: str) -> dict[str, str]:
         with translate_errors("hgetall"):
             raw = await self.redis.hgetall(keys.lottery(room, lottery))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return {text(k): text(v) for k, v in raw.items()}
 
     async def winners(self, room: str, lottery: str) -> dict[str, str]:
         """winner -> "rank\\tstate\\tclaim_until\\tref"."""
         with translate_errors("hgetall"):
             raw = await self.redis.hgetall(keys.lottery_winners(room, lottery))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return {text(k): text(v) for k, v in raw.items()}
 
     async def names(self, room: str, lottery: str, users: Sequence[str]) -> list[str | None]:
         if not users:
             return []
         with translate_errors("hmget"):
             raw = await self.redis.hmget(keys.lottery_names(room, lottery), list(users))
-        return [None if v is None else _s(v) for v in raw]
+        return [None if v is None else text(v) for v in raw]
 
     async def room_lotteries(self, room: str) -> dict[str, dict[str, Any]]:
         """lottery id -> {entry, keyword (normalized), draw_at, state}."""
@@ -195,7 +174,7 @@ class LotteryStore:
         out = {}
         for k, v in raw.items():
             try:
-                out[_s(k)] = dict(orjson.loads(v))
+                out[text(k)] = dict(orjson.loads(v))
             except (orjson.JSONDecodeError, TypeError):
                 continue
         return out

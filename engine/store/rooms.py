@@ -17,8 +17,7 @@ import orjson
 
 from engine.errors import EngineError, ErrorCode
 from engine.store import keys
-from engine.store.scripts import script_sources
-from engine.store.store import new_event_id, now_ms, translate_errors
+from engine.store.store import ScriptStore, new_event_id, now_ms, text, translate_errors
 
 _SCRIPTS = (
     "room_create",
@@ -33,35 +32,24 @@ _SCRIPTS = (
 )
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _refusal(reply: Sequence[Any], room: str) -> EngineError | None:
     """The error a script's tagged answer stands for, or None for 'ok'."""
-    tag = _text(reply[0])
+    tag = text(reply[0])
     if tag == "ok":
         return None
     if tag == "room_not_found":
         return EngineError(f"room {room!r} does not exist", code=ErrorCode.ROOM_NOT_FOUND)
-    status = _text(reply[1]) if len(reply) > 1 else "?"
+    status = text(reply[1]) if len(reply) > 1 else "?"
     return EngineError(f"room {room!r} is {status}", code=ErrorCode.BAD_STATE)
 
 
-class RoomStore:
+class RoomStore(ScriptStore):
     def __init__(self, redis: coredis.Redis[bytes], *, event_maxlen: int) -> None:
-        self.redis = redis
-        self._cap = str(event_maxlen)
-        sources = script_sources()
-        self._scripts = {name: redis.register_script(sources[name]) for name in _SCRIPTS}
-
-    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        with translate_errors(name):
-            return await self._scripts[name](keys=keys_, args=args)
+        super().__init__(redis, _SCRIPTS, event_maxlen=event_maxlen)
 
     def _event(self) -> list[Any]:
         """ARGV head of every event-writing script: cap, a fresh event id, now (ms)."""
-        return [self._cap, new_event_id(), now_ms()]
+        return [self._maxlen, new_event_id(), now_ms()]
 
     # --- the room record -----------------------------------------------------------------
 
@@ -88,7 +76,7 @@ class RoomStore:
         )
         if (error := _refusal(reply, room)) is not None:
             raise error
-        return _text(reply[1])
+        return text(reply[1])
 
     async def transition(self, room: str, action: str) -> tuple[str, bool]:
         """start | end | rehearsal_on | rehearsal_off -> (status, rehearsal) after it."""
@@ -99,14 +87,14 @@ class RoomStore:
         )
         if (error := _refusal(reply, room)) is not None:
             raise error
-        return _text(reply[1]), _text(reply[2]) == "1"
+        return text(reply[1]), text(reply[2]) == "1"
 
     async def get(self, room: str) -> dict[str, str] | None:
         with translate_errors("hgetall"):
             flat = await self.redis.hgetall(keys.info(room))
         if not flat:
             return None
-        return {_text(k): _text(v) for k, v in flat.items()}
+        return {text(k): text(v) for k, v in flat.items()}
 
     async def rehearsal(self, room: str) -> bool:
         with translate_errors("hget"):
@@ -123,7 +111,7 @@ class RoomStore:
         )
         if (error := _refusal(reply, room)) is not None:
             raise error
-        return bool(reply[1]), int(reply[2]), bool(reply[3]), _text(reply[4])
+        return bool(reply[1]), int(reply[2]), bool(reply[3]), text(reply[4])
 
     async def cancel_reservation(self, room: str, user: str, source: str) -> tuple[bool, int]:
         reply = await self._run(
@@ -151,7 +139,7 @@ class RoomStore:
             "reminders_emit",
             [keys.info(room), keys.reservations(room), keys.reminded(room),
              keys.reminder_queue(room), keys.events(room)],
-            [self._cap, now_ms(), starts_at, batch, room],
+            [self._maxlen, now_ms(), starts_at, batch, room],
         )  # fmt: skip
         return int(emitted), int(left)
 

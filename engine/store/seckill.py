@@ -8,7 +8,7 @@ everywhere) unless a `clock` is given: tests and the benchmark pass one to play 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import coredis
@@ -17,8 +17,7 @@ import orjson
 from coredis.tokens import PureToken
 
 from engine.store import keys
-from engine.store.scripts import script_sources
-from engine.store.store import new_event_id, now_ms, translate_errors
+from engine.store.store import Clock, ScriptStore, new_event_id, text, translate_errors
 
 SCRIPTS: Final = (
     "products_set",
@@ -33,12 +32,6 @@ SCRIPTS: Final = (
     "seckill_end",
     "seckill_peek",
 )
-
-Clock = Callable[[], int]
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def grab_keys(room: str, sale: str) -> list[str]:
@@ -67,29 +60,11 @@ def _hold_keys(room: str, sale: str) -> list[str]:
     ]
 
 
-class SeckillStore:
+class SeckillStore(ScriptStore):
     def __init__(
         self, redis: coredis.Redis[bytes], *, event_maxlen: int, clock: Clock | None = None
     ) -> None:
-        self.redis = redis
-        self._maxlen = str(event_maxlen)
-        self._clock = clock
-        sources = script_sources()
-        self._scripts = {name: redis.register_script(sources[name]) for name in SCRIPTS}
-
-    def sha(self, name: str) -> str:
-        return str(self._scripts[name].sha)
-
-    def _now(self) -> str:
-        return "" if self._clock is None else str(self._clock())
-
-    def now_ms(self) -> int:
-        """The time as the scripts see it (near enough: Redis's clock is not read here)."""
-        return now_ms() if self._clock is None else self._clock()
-
-    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        with translate_errors(name):
-            return await self._scripts[name](keys=keys_, args=args)
+        super().__init__(redis, SCRIPTS, event_maxlen=event_maxlen, clock=clock)
 
     # --- products ------------------------------------------------------------------------
 
@@ -120,7 +95,7 @@ class SeckillStore:
         code, packed, card = await self._run(
             "product_card", [keys.products(room), keys.state(room)], [action, product]
         )
-        return _s(code), cards_state(packed), msgpack.unpackb(card) if card else None
+        return text(code), cards_state(packed), msgpack.unpackb(card) if card else None
 
     async def click(self, room: str, product: str, user: str) -> tuple[int, bool]:
         """(product's clicks, first click of this user) or (-1, False): unknown product."""
@@ -135,7 +110,7 @@ class SeckillStore:
     async def clicks(self, room: str) -> dict[str, int]:
         with translate_errors("hgetall"):
             raw = await self.redis.hgetall(keys.product_clicks(room))
-        return {_s(k): int(v) for k, v in raw.items()}
+        return {text(k): int(v) for k, v in raw.items()}
 
     # --- flash sales ---------------------------------------------------------------------
 
@@ -156,7 +131,7 @@ class SeckillStore:
              spec.price, spec.stock, spec.limit, spec.start_ms, spec.end_ms, spec.hold_ms,
              msgpack.packb(view), orjson.dumps(event)],
         )  # fmt: skip
-        return _s(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
+        return text(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
 
     async def grab(self, room: str, sale: str, items: Sequence[Any]) -> Any:
         """Run a batch of grabs; `items` is the flat ARGV tail (user, request key, qty, ...).
@@ -189,7 +164,7 @@ class SeckillStore:
             [self._now(), self._maxlen, event_id or new_event_id(), sale, hold, note],
         )
         code, already, user, qty, left, stock, ver = reply
-        return _s(code), already == 1, _s(user), int(qty), int(left), int(stock), int(ver)
+        return text(code), already == 1, text(user), int(qty), int(left), int(stock), int(ver)
 
     async def restock(
         self, room: str, sale: str, count: int, event_id: str | None = None
@@ -199,7 +174,7 @@ class SeckillStore:
             [keys.sale(room, sale), keys.events(room), keys.state(room)],
             [self._now(), self._maxlen, event_id or new_event_id(), sale, count],
         )
-        return _s(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
+        return text(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
 
     async def end(
         self, room: str, sale: str, event_id: str | None = None
@@ -209,7 +184,7 @@ class SeckillStore:
             [keys.sale(room, sale), keys.events(room), keys.state(room)],
             [self._now(), self._maxlen, event_id or new_event_id(), sale],
         )
-        return _s(reply[0]), reply[1] == 1, int(reply[2]), int(reply[3]), int(reply[4])
+        return text(reply[0]), reply[1] == 1, int(reply[2]), int(reply[3]), int(reply[4])
 
     async def peek(self, room: str, sale: str) -> Any:
         return await self._run(
@@ -219,16 +194,16 @@ class SeckillStore:
     async def sale_info(self, room: str, sale: str) -> dict[str, str]:
         with translate_errors("hgetall"):
             raw = await self.redis.hgetall(keys.sale(room, sale))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return {text(k): text(v) for k, v in raw.items()}
 
     async def hold_record(self, room: str, sale: str, hold: str) -> str | None:
         with translate_errors("hget"):
             raw = await self.redis.hget(keys.sale_holds(room, sale), hold)
-        return None if raw is None else _s(raw)
+        return None if raw is None else text(raw)
 
     async def room_sales(self, room: str) -> list[str]:
         with translate_errors("smembers"):
-            return sorted(_s(s) for s in await self.redis.smembers(keys.sales(room)))
+            return sorted(text(s) for s in await self.redis.smembers(keys.sales(room)))
 
     # --- the sweeper's index -------------------------------------------------------------
 
@@ -245,7 +220,7 @@ class SeckillStore:
             members = await self.redis.smembers(keys.SECKILL_INDEX)
         out = []
         for member in members:
-            room, _, sale = _s(member).partition("\n")
+            room, _, sale = text(member).partition("\n")
             out.append((room, sale))
         return sorted(out)
 
@@ -258,7 +233,7 @@ class SeckillStore:
             ):
                 return True
             holder = await self.redis.get(keys.SECKILL_SWEEP_LEASE)
-            if holder is not None and _s(holder) == node:
+            if holder is not None and text(holder) == node:
                 await self.redis.pexpire(keys.SECKILL_SWEEP_LEASE, ttl_ms)
                 return True
         return False

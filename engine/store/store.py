@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, NamedTuple
 
@@ -31,7 +31,8 @@ def translate_errors(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"redis {what}: {type(exc).__name__}: {exc}") from exc
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A Redis reply value as text (replies come as bytes)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -77,7 +78,44 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-class Store:
+Clock = Callable[[], int]  # ms since the epoch (tests pin the scripts' clock with it)
+
+
+class ScriptStore:
+    """What every store built on Lua scripts shares: its scripts registered once, one call
+    path through `translate_errors`, the event-stream cap, and an optional pinned clock."""
+
+    def __init__(
+        self,
+        redis: coredis.Redis[bytes],
+        scripts: Iterable[str],
+        *,
+        event_maxlen: int,
+        clock: Clock | None = None,
+    ) -> None:
+        self.redis = redis
+        self._maxlen = str(event_maxlen)
+        self._clock = clock
+        sources = script_sources()
+        self._scripts = {name: redis.register_script(sources[name]) for name in scripts}
+
+    def sha(self, name: str) -> str:
+        return str(self._scripts[name].sha)
+
+    def _now(self) -> str:
+        """The scripts' `now` argument: '' lets them read the Redis clock."""
+        return "" if self._clock is None else str(self._clock())
+
+    def now_ms(self) -> int:
+        """The time as the scripts see it (near enough: Redis's clock is not read here)."""
+        return now_ms() if self._clock is None else self._clock()
+
+    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        with translate_errors(name):
+            return await self._scripts[name](keys=keys_, args=args)
+
+
+class Store(ScriptStore):
     """Room state, presence and host events, all through Lua scripts (see `scripts/lua/`)."""
 
     def __init__(
@@ -88,18 +126,12 @@ class Store:
         history_size: int = 5000,
         history_ttl_s: float = 300.0,
     ) -> None:
-        self.redis = redis
-        self._event_maxlen = str(event_maxlen)
+        super().__init__(redis, script_sources(), event_maxlen=event_maxlen)
         self._history = [str(history_size), str(int(history_ttl_s * 1000))]
-        self._scripts = {name: redis.register_script(src) for name, src in script_sources().items()}
 
     def _publish_args(self, room: str) -> list[str]:
         """The ARGV tail every publishing script takes (see lib/room_publish.lua)."""
         return [*self._history, new_epoch()]
-
-    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        with translate_errors(name):
-            return await self._scripts[name](keys=keys_, args=args)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD every script up front (also checks that Redis answers)."""
@@ -131,9 +163,9 @@ class Store:
             "history_range", [keys.meta(room), keys.history(room)], [after, upto, limit]
         )
         entries = [
-            (int(_text(flat[i]).split("-")[0]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)
+            (int(text(flat[i]).split("-")[0]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)
         ]
-        return (_text(epoch) if epoch else None), entries
+        return (text(epoch) if epoch else None), entries
 
     async def meta(self, room: str) -> Published:
         """The room's (epoch, last seq), giving it an epoch if it has none yet."""
@@ -197,7 +229,7 @@ class Store:
         online, entered = await self._run(
             "presence_enter",
             self._presence_keys(room),
-            [now, now + int(grace_s * 1000), user, self._event_maxlen, new_event_id(),
+            [now, now + int(grace_s * 1000), user, self._maxlen, new_event_id(),
              orjson.dumps({"user": user, **data})],
         )  # fmt: skip
         return int(online), bool(entered)
@@ -213,7 +245,7 @@ class Store:
             reply = await self._run(
                 "presence_refresh",
                 self._presence_keys(room),
-                [now, now + int(grace_s * 1000), self._event_maxlen, new_event_id(),
+                [now, now + int(grace_s * 1000), self._maxlen, new_event_id(),
                  *users[start : start + batch]],
             )  # fmt: skip
         return int(reply[0]), int(reply[1])
@@ -237,7 +269,7 @@ class Store:
                 keys.PRESENCE_DUE, "-inf", now_ms(), sortby=PureToken.BYSCORE, offset=0,
                 count=limit,
             )  # fmt: skip
-        return [_text(r) for r in rooms]
+        return [text(r) for r in rooms]
 
     async def unschedule_sweep(self, room: str) -> None:
         with translate_errors("zrem"):
