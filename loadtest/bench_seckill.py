@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -530,7 +531,9 @@ def wait_quiet(
 
 def start_node(first: ServerUnderTest, logdir: Path) -> ServerUnderTest:
     """Another engine node on the same Redis as `first` (its own viewer and HTTP ports)."""
-    argv = list(first.argv)
+    # the recorded argv starts with the env it ran under (for the report): not a program
+    argv = list(itertools.dropwhile(lambda arg: "=" in arg and arg.split("=")[0].isupper(),
+                                    first.argv))  # fmt: skip
     ws_port, http_port = free_port(), free_port()
     argv[argv.index("--ws-port") + 1] = str(ws_port)
     argv[argv.index("--http-port") + 1] = str(http_port)

@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--requests", "2000", "--rb-clients", "5", "--connections", "10", "--window", "2",
         "--warmup", "0.3", "--duration", "1", "--spike-viewers", "40", "--spike-stock", "7",
-        "--spread", "0.3", "--drain", "20"]  # fmt: skip
+        "--spread", "0.3", "--drain", "20", "--spike-nodes", "2"]  # fmt: skip
 ROWS = ["redis-benchmark, 1 grab per EVALSHA", "redis-benchmark, 100 grabs per EVALSHA",
         "end to end, 1 node", "grab p50 ms", "grab p99 ms", "granted of stock", "command: "]  # fmt: skip
 
@@ -41,5 +41,6 @@ def test_tiny_run_reports_every_figure(tmp_path: Path) -> None:
     assert spike["codes"] == {"ok": 7, "sold_out": 33}
     assert spike["redis"]["granted"] == 7 and spike["redis"]["conserved"] is True
     assert not spike["oversell"] and spike["exact"]
+    assert spike["nodes"] == 2  # a second node on the same Redis shares the viewers
     assert set(results["verdicts"]) == {"e2e_ratio", "spike_p99", "no_oversell"}
     assert results["verdicts"]["no_oversell"]["pass"]
