@@ -9,6 +9,12 @@ danmaku goes straight to every connection with `websockets.broadcast`, in connec
 * `--batch-ms 100`: items are collected and broadcast as one frame every 100 ms (early when the
   batch reaches 200 items or ~32 KiB, the engine's defaults).
 
+For the flash-sale spike (`bench_seckill --spike-baseline`) it also answers `grab` from a stock
+held in memory (`--stock`; limit one per user; no Redis, no holds, no events): a `result` frame
+to the grabber at once, one `stock` frame to every viewer when the first unit goes and a
+`sold_out` popup to every viewer when the last does, the frames the engine sends in a spike.
+That is the least any Python server does for a spike: the floor under the engine's figures.
+
     python -m loadtest.baseline_server --port 9100 --batch-ms 0 --token-key 'bench:<secret>'
 """
 
@@ -39,6 +45,9 @@ class Room:
         self.batch_bytes = 0
         self.ids = itertools.count(1)
         self.node = f"baseline-{os.getpid()}"
+        self.stock = 0  # flash sale (grab), in memory
+        self.buyers: set[str] = set()
+        self.stock_sent = False
 
     def publish(self, item: dict[str, Any], size: int) -> None:
         if self.batch_s <= 0:
@@ -82,7 +91,9 @@ def make_handler(room: Room, keys: dict[str, bytes]) -> Any:
         room.members[ws] = None
         try:
             async for message in ws:
-                on_message(room, user, message)
+                answer = on_message(room, user, message)
+                if answer is not None:
+                    await ws.send(answer)
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -91,17 +102,41 @@ def make_handler(room: Room, keys: dict[str, bytes]) -> Any:
     return handler
 
 
-def on_message(room: Room, user: str, message: str | bytes) -> None:
+def on_message(room: Room, user: str, message: str | bytes) -> str | None:
+    """The answer to send back to the sender, if any."""
     try:
         obj = orjson.loads(message)
     except orjson.JSONDecodeError:
-        return
+        return None
+    if isinstance(obj, dict) and obj.get("type") == "grab":
+        return on_grab(room, user, obj.get("rid"))
     text = obj.get("text") if isinstance(obj, dict) else None
     if obj.get("type") != "danmaku" or not isinstance(text, str) or not 0 < len(text) <= 200:
-        return
+        return None
     item = {"id": f"{room.node}.{next(room.ids):x}", "user": user, "name": user,
             "text": text, "ts": int(time.time() * 1000)}  # fmt: skip
     room.publish(item, len(message))
+    return None
+
+
+def on_grab(room: Room, user: str, rid: Any) -> str:
+    answer: dict[str, Any] = {"type": "result", "rid": rid, "ok": False}
+    if user in room.buyers:
+        answer["code"] = "limit_reached"
+    elif room.stock <= 0:
+        answer["code"] = "sold_out"
+    else:
+        room.stock -= 1
+        room.buyers.add(user)
+        answer["ok"] = True
+    if answer["ok"] and not room.stock_sent:
+        room.stock_sent = True
+        frame = orjson.dumps({"type": "stock", "sale": "spike", "left": room.stock})
+        websockets.broadcast(room.members, frame, text=True)
+    if answer["ok"] and room.stock == 0:
+        frame = orjson.dumps({"type": "popup", "kind": "sold_out", "sale": "spike", "left": 0})
+        websockets.broadcast(room.members, frame, text=True)
+    return orjson.dumps(answer).decode()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -110,6 +145,7 @@ async def main(args: argparse.Namespace) -> None:
         kid, _, secret = entry.partition(":")
         keys[kid] = secret.encode()
     room = Room(args.batch_ms / 1000)
+    room.stock = args.stock
 
     def only_viewer_path(conn: ServerConnection, request: Any) -> Any:
         if urlsplit(request.path).path not in ("/v1/ws", "/ws"):
@@ -140,6 +176,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--batch-ms", type=int, default=0, help="0 = one frame per message")
     parser.add_argument("--token-key", action="append", required=True, help="kid:secret")
+    parser.add_argument("--stock", type=int, default=0, help="units a spike's grabs can win")
     return parser.parse_args(argv)
 
 

@@ -57,6 +57,7 @@ from loadtest.servers import (
     ServerUnderTest,
     free_port,
     machine_info,
+    start_baseline,
     start_engine,
     wait_port,
 )
@@ -113,18 +114,30 @@ class Clients:
     def spike_results(self) -> tuple[list[float], dict[str, int], int, dict[str, int]]:
         """A spike's answers from every client process: (sorted latencies, answers by code,
         requests never answered, sockets lost by why)."""
+        answers, codes, missing, lost = self.spike_answers()
+        return sorted(lat for _, lat, _ in answers), codes, missing, lost
+
+    def spike_answers(
+        self,
+    ) -> tuple[list[tuple[float, float, float]], dict[str, int], int, dict[str, int]]:
+        """As `spike_results`, with each answer as (send time, latency, latency to the answer's
+        arrival in the client's kernel) in send order."""
+        sent: array[float] = array("d")
         samples: array[float] = array("d")
+        arrivals: array[float] = array("d")
         codes: dict[str, int] = {}
         lost: dict[str, int] = {}
         missing = 0
-        for raw, got, miss, dropped in self.same(("spike_collect",)):
+        for raw, got, miss, dropped, raw_sent, raw_kernel in self.same(("spike_collect",)):
             samples.frombytes(raw)
+            sent.frombytes(raw_sent)
+            arrivals.frombytes(raw_kernel)
             for code, count in got.items():
                 codes[code] = codes.get(code, 0) + count
             for why, count in dropped.items():
                 lost[why] = lost.get(why, 0) + count
             missing += miss
-        return sorted(samples), codes, missing, lost
+        return sorted(zip(sent, samples, arrivals, strict=True)), codes, missing, lost
 
     def connect(
         self, ports: list[int], paths: list[str], concurrency: int, timeout: float
@@ -192,6 +205,8 @@ class Bench:
                 out["e2e"] = self.e2e(sut, clients) | {"other_cpu_before": other}
             if "spike" in opts.only:
                 out["spike"] = self.spike(sut, clients, redis_url)
+            if "baseline" in opts.only:
+                out["baseline"] = self.baseline_spike(clients)
         finally:
             clients.shutdown()
             sut.stop()
@@ -431,7 +446,9 @@ class Bench:
         b = (time.time(), [node.proc.cpu_s() for node in nodes], clients.cpu_s())
         if prof is not None:
             prof.finish()
-        lat, codes, missing, lost = clients.spike_results()
+        answers, codes, missing, lost = clients.spike_answers()
+        lat = sorted(latency for _, latency, _ in answers)
+        kernel_lat = sorted(latency for _, _, latency in answers)
         check = trio.run(self._spike_check, redis_url, stock)
         res = {
             "viewers": ok,
@@ -447,6 +464,9 @@ class Bench:
             "p50_ms": pct(lat, 0.50, missing),
             "p99_ms": pct(lat, 0.99, missing),
             "max_ms": lat[-1] * 1000 if lat else None,
+            "kernel_p50_ms": pct(kernel_lat, 0.50, missing),
+            "kernel_p99_ms": pct(kernel_lat, 0.99, missing),
+            "timeline": timeline(answers, t0),
             "nodes": len(nodes),
             "engine_cpu": [
                 100 * (y - x) / max(1e-9, b[0] - a[0]) for x, y in zip(a[1], b[1], strict=True)
@@ -462,11 +482,59 @@ class Bench:
         res["oversell"] = check["granted"] > stock or check["conserved"] is False
         res["exact"] = check["granted"] == min(stock, ok) == codes.get("ok", 0)
         log(
-            f"   spike: p50 {fmt(res['p50_ms'])} ms, p99 {fmt(res['p99_ms'])} ms, granted "
+            f"   spike: p50 {fmt(res['p50_ms'])} ms, p99 {fmt(res['p99_ms'])} ms (to the kernel's "
+            f"receive: p50 {fmt(res['kernel_p50_ms'])}, p99 {fmt(res['kernel_p99_ms'])}), granted "
             f"{check['granted']} of {stock}, answers {codes}, missing {missing}"
         )
+        log_timeline(res["timeline"])
         clients.same(("close_all",))
         return res
+
+    def baseline_spike(self, clients: Clients) -> dict[str, Any]:
+        """The same spike against the plain `websockets` server (loadtest/baseline_server.py):
+        no Redis, the stock in memory, the same frames out: what the least Python server
+        achieves on this machine with this load client."""
+        opts = self.opts
+        n, stock = opts.spike_viewers, opts.spike_stock
+        sut = start_baseline(0, f"{KID}:{SECRET}", self.logdir, ("--stock", str(stock)))
+        try:
+            ok, failed, errors = clients.connect([sut.ws_port], self.paths("b", n), 128, 900)
+            log(
+                f"   baseline spike: {ok} viewers connected"
+                + (f", {failed} failed: {errors}" if failed else "")
+            )
+            other = self.wait_quiet([sut.proc], clients)
+            t0 = time.time() + 1.0
+            clients.same(("spike", "spike", t0, opts.spread))
+            time.sleep(max(0.0, t0 - time.time() - 0.2))
+            a = (time.time(), sut.proc.cpu_s(), clients.cpu_s())
+            time.sleep(max(0.0, t0 + opts.spread - time.time()))
+            clients.wait_answered(ok, opts.drain)
+            b = (time.time(), sut.proc.cpu_s(), clients.cpu_s())
+            answers, codes, missing, lost = clients.spike_answers()
+            lat = sorted(latency for _, latency, _ in answers)
+            res = {
+                "viewers": ok,
+                "other_cpu_before": other,
+                "stock": stock,
+                "answers": len(lat),
+                "missing": missing,
+                "codes": codes,
+                "p50_ms": pct(lat, 0.50, missing),
+                "p99_ms": pct(lat, 0.99, missing),
+                "max_ms": lat[-1] * 1000 if lat else None,
+                "timeline": timeline(answers, t0),
+                "server_cpu": 100 * (b[1] - a[1]) / max(1e-9, b[0] - a[0]),
+                "client_cpu": 100 * (b[2] - a[2]) / max(1e-9, b[0] - a[0]),
+                "connections_lost": lost,
+            }
+            log(f"   baseline spike: p50 {fmt(res['p50_ms'])} ms, p99 {fmt(res['p99_ms'])} ms, "
+                f"answers {codes}, missing {missing}")  # fmt: skip
+            log_timeline(res["timeline"])
+            clients.same(("close_all",))
+            return res
+        finally:
+            sut.stop()
 
     async def _start_spike_sale(self, redis_url: str, t0_ms: int, stock: int) -> None:
         async with open_redis(redis_url) as redis:
@@ -551,6 +619,31 @@ def start_node(first: ServerUnderTest, logdir: Path) -> ServerUnderTest:
     return ServerUnderTest("engine", "engine node", proc, ws_port, None, http_port, argv)
 
 
+def log_timeline(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        log(f"     sent {row['from_ms']:>5} ms after t0: {row['sent']:>5} grabs, "
+            f"p50 {row['p50_ms']:>7,.1f} ms, p99 {row['p99_ms']:>7,.1f}, "
+            f"max {row['max_ms']:>7,.1f}")  # fmt: skip
+
+
+def timeline(
+    answers: list[tuple[float, float, float]], t0: float, step_s: float = 0.1
+) -> list[dict[str, Any]]:
+    """Latency by when the request was sent: per `step_s` after t0, how many were sent and
+    their p50/p99/max, ms (where in the spike the time goes)."""
+    buckets: dict[int, list[float]] = {}
+    for sent, latency, _ in answers:
+        buckets.setdefault(int((sent - t0) // step_s), []).append(latency)
+    rows = []
+    for k in sorted(buckets):
+        lats = sorted(buckets[k])
+        rows.append({"from_ms": round(k * step_s * 1000), "sent": len(lats),
+                     "p50_ms": round(pct(lats, 0.50, 0) or 0, 1),
+                     "p99_ms": round(pct(lats, 0.99, 0) or 0, 1),
+                     "max_ms": round(lats[-1] * 1000, 1)})  # fmt: skip
+    return rows
+
+
 def redis_version() -> str:
     try:
         text = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
@@ -567,7 +660,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m loadtest.bench_seckill", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("--only", default="redis,e2e,spike", help="comma list: redis, e2e, spike")
+    p.add_argument("--only", default="redis,e2e,spike,baseline",
+                   help="comma list: redis, e2e, spike, baseline (the spike against a plain "
+                        "websockets server)")  # fmt: skip
     p.add_argument("--requests", type=int, default=300_000, help="redis-benchmark grabs")
     p.add_argument("--rb-clients", type=int, default=50, help="redis-benchmark connections")
     p.add_argument("--connections", type=int, default=400, help="e2e: viewers (one user each)")
@@ -606,8 +701,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", help="results file (default loadtest/results/...)")
     opts = p.parse_args(argv)
     opts.only = [s.strip() for s in opts.only.split(",") if s.strip()]
-    if set(opts.only) - {"redis", "e2e", "spike"}:
-        p.error("--only takes redis, e2e, spike")
+    if set(opts.only) - {"redis", "e2e", "spike", "baseline"}:
+        p.error("--only takes redis, e2e, spike, baseline")
     return opts
 
 

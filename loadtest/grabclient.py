@@ -23,6 +23,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import time
 from array import array
 from collections import Counter, deque
@@ -60,6 +61,19 @@ def grab_frame(sale: str, rid: int) -> bytes:
 def count(marker: bytes, carry: bytes, data: bytes) -> int:
     """Markers in `data`, including one that began in `carry` (the previous read's tail)."""
     return data.count(marker) + (carry + data[: len(marker) - 1]).count(marker)
+
+
+SO_TIMESTAMPNS = 35  # Linux; the socket module does not name it
+_ANCILLARY = socket.CMSG_SPACE(16)
+
+
+def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The receive timestamp of the last segment read (SCM_TIMESTAMPNS), as time.time()."""
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
+            sec, nsec = struct.unpack_from("qq", payload)
+            return sec + nsec / 1e9
+    return None
 
 
 def _cpu_s() -> float:
@@ -104,6 +118,11 @@ class GrabLoop:
         self.schedule: deque[tuple[float, int]] = deque()  # (send time, fd)
         self.sent_at: dict[tuple[int, int], float] = {}  # (fd, rid) -> time sent
         self.latencies = array("d")
+        self.answered_sent_at = array("d")  # each answered request's send time, as latencies
+        # from the send to the answer's arrival in this machine's kernel (SO_TIMESTAMPNS): what
+        # the server and network took, without this loop's own lag in reading it
+        self.kernel_latencies = array("d")
+        self.arrived: float | None = None
         self.codes: Counter[str] = Counter()
 
     # --- loop ----------------------------------------------------------------------------
@@ -187,6 +206,8 @@ class GrabLoop:
         elif name == "spike":
             _, self.sale, t0, spread = cmd
             self.latencies, self.codes, self.sent_at = array("d"), Counter(), {}
+            self.results = self.oks = 0  # wait_answered counts this spike's answers only
+            self.answered_sent_at, self.kernel_latencies = array("d"), array("d")
             n = max(1, len(self.ready))
             self.schedule = deque(
                 (t0 + spread * i / n, c.sock.fileno()) for i, c in enumerate(self.ready)
@@ -195,7 +216,9 @@ class GrabLoop:
             self.ctl.send(("ok",))
         elif name == "spike_collect":
             missing = len(self.sent_at)
-            self.ctl.send((self.latencies.tobytes(), dict(self.codes), missing, dict(self.lost)))
+            self.ctl.send((self.latencies.tobytes(), dict(self.codes), missing, dict(self.lost),
+                           self.answered_sent_at.tobytes(),
+                           self.kernel_latencies.tobytes()))  # fmt: skip
             self.mode = ""
         elif name == "stats":
             self.ctl.send(
@@ -228,6 +251,7 @@ class GrabLoop:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             err = sock.connect_ex((self.host, self.port))
             if err not in (0, errno.EINPROGRESS):
                 sock.close()
@@ -266,7 +290,7 @@ class GrabLoop:
 
     def on_readable(self, fd: int, conn: Conn) -> None:
         try:
-            data = conn.sock.recv(RECV_BYTES)
+            data, ancillary, _, _ = conn.sock.recvmsg(RECV_BYTES, _ANCILLARY)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -276,6 +300,7 @@ class GrabLoop:
             self.drop(fd, conn, "closed by the server")
             return
         if conn.ready:
+            self.arrived = _kernel_time(ancillary)
             self.scan(fd, conn, data)
             return
         if conn.accept:  # reading the HTTP response
@@ -329,7 +354,10 @@ class GrabLoop:
     def on_answer(self, fd: int, rid: int, ok: bool, code: bytes | None) -> None:
         sent = self.sent_at.pop((fd, rid), None)
         if sent is not None:
-            self.latencies.append(time.time() - sent)
+            now = time.time()
+            self.latencies.append(now - sent)
+            self.answered_sent_at.append(sent)
+            self.kernel_latencies.append((self.arrived or now) - sent)
         self.results += 1
         if ok:
             self.oks += 1

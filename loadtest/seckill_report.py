@@ -95,7 +95,20 @@ def render(out: dict[str, Any]) -> str:
             f"{spike['redis']['granted']}",
         )
         row("  missing answers", str(spike["missing"]))
-    quiet = [f"{part} {out[part]['other_cpu_before']:.0f}%" for part in ("redis", "e2e", "spike")
+        row("  grab p50 / p99 ms to the answer's arrival (kernel stamp)",
+            f"{fmt(spike.get('kernel_p50_ms'))} / {fmt(spike.get('kernel_p99_ms'))}")  # fmt: skip
+        row("  engine CPU, % of a core per node",
+            " ".join(f"{c:.0f}" for c in spike["engine_cpu"]))  # fmt: skip
+    base = out.get("baseline")
+    if base:
+        row("baseline spike (plain websockets, stock in memory): grab p50 ms",
+            fmt(base["p50_ms"], ",.1f"))  # fmt: skip
+        row("  grab p99 ms", fmt(base["p99_ms"], ",.1f"))
+        row(f"  granted of stock {base['stock']} (answers {base['codes']})",
+            str(base["codes"].get("ok", 0)))  # fmt: skip
+        row("  server CPU, % of a core", f"{base['server_cpu']:.0f}")
+    quiet = [f"{part} {out[part]['other_cpu_before']:.0f}%"
+             for part in ("redis", "e2e", "spike", "baseline")
              if out.get(part, {}).get("other_cpu_before") is not None]  # fmt: skip
     if quiet:
         row("other processes' CPU before each part, % of a core", ", ".join(quiet))

@@ -261,10 +261,12 @@ def start_engine(
                            http_port, ["ENGINE_ANTIFRAUD=false", *argv])  # fmt: skip
 
 
-def start_baseline(batch_ms: int, token_keys: str, logdir: Path) -> ServerUnderTest:
+def start_baseline(
+    batch_ms: int, token_keys: str, logdir: Path, extra: tuple[str, ...] = ()
+) -> ServerUnderTest:
     port = free_port()
     argv = [sys.executable, "-m", "loadtest.baseline_server", "--port", str(port),
-            "--batch-ms", str(batch_ms), "--token-key", token_keys]  # fmt: skip
+            "--batch-ms", str(batch_ms), "--token-key", token_keys, *extra]  # fmt: skip
     proc = _spawn(f"baseline-batch{batch_ms}-{port}", argv, logdir)
     try:
         wait_port(port, proc.popen)

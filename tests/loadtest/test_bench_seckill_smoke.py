@@ -15,6 +15,7 @@ TINY = ["--requests", "2000", "--rb-clients", "5", "--connections", "10", "--win
         "--warmup", "0.3", "--duration", "1", "--spike-viewers", "40", "--spike-stock", "7",
         "--spread", "0.3", "--drain", "20", "--spike-nodes", "2"]  # fmt: skip
 ROWS = ["redis-benchmark, 1 grab per EVALSHA", "redis-benchmark, 100 grabs per EVALSHA",
+        "baseline spike (plain websockets", "kernel stamp",
         "end to end, 1 node", "grab p50 ms", "grab p99 ms", "granted of stock", "command: "]  # fmt: skip
 
 
@@ -42,5 +43,9 @@ def test_tiny_run_reports_every_figure(tmp_path: Path) -> None:
     assert spike["redis"]["granted"] == 7 and spike["redis"]["conserved"] is True
     assert not spike["oversell"] and spike["exact"]
     assert spike["nodes"] == 2  # a second node on the same Redis shares the viewers
+    assert sum(row["sent"] for row in spike["timeline"]) == 40
+    assert spike["kernel_p99_ms"] is not None and spike["kernel_p99_ms"] <= spike["p99_ms"]
+    baseline = results["baseline"]  # the same spike against the plain websockets server
+    assert baseline["codes"] == {"ok": 7, "sold_out": 33} and baseline["missing"] == 0
     assert set(results["verdicts"]) == {"e2e_ratio", "spike_p99", "no_oversell"}
     assert results["verdicts"]["no_oversell"]["pass"]
