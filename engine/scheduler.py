@@ -4,7 +4,8 @@ claims them first.
 Features register job kinds (`scheduler.register("reminders", handler)`); reminders use it now,
 timed coupon drops and lottery draws will. Guarantees:
 * a job survives restarts: it lives in Redis until a run of it finishes;
-* no two nodes run a job at once: claiming leases it (`scheduler_lease_s`), atomically;
+* no two nodes run a job at once: claiming leases it (`scheduler_lease_s`), atomically, and the
+  running node renews the lease every third of it for as long as the job runs;
 * a node that dies while running a job loses the lease and another node runs the job again, so a
   handler must make its effect idempotent (reminders do it in Lua: each reservation is reminded
   once, however often the pass runs);
@@ -106,16 +107,21 @@ class Scheduler:
                 log.error("unreadable job spec dropped", spec=spec[:200], error=str(exc))
                 continue
             self._running += 1
-            nursery.start_soon(self._run_job, job)
+            nursery.start_soon(self._run_job, job, nursery)
         return len(specs)
 
-    async def _run_job(self, job: Job) -> None:
+    async def _run_job(self, job: Job, nursery: trio.Nursery) -> None:
         try:
             handler = self._kinds.get(job.kind)
             try:
                 if handler is None:
                     raise LookupError(f"no handler for job kind {job.kind!r} on this node")
-                await handler(job)
+                keeper = trio.CancelScope()  # not a nursery here: the handler's errors stay bare
+                nursery.start_soon(self._keep_lease, job, keeper)
+                try:
+                    await handler(job)
+                finally:
+                    keeper.cancel()
             except Exception as exc:  # a job's failure must not stop the scheduler
                 await self._failed(job, exc)
                 return
@@ -127,6 +133,21 @@ class Scheduler:
             )
         finally:
             self._running -= 1
+
+    async def _keep_lease(self, job: Job, scope: trio.CancelScope) -> None:
+        """Renew the job's lease while it runs (until `scope` is cancelled), so no other node
+        claims it meanwhile."""
+        with scope:
+            while True:
+                await trio.sleep(self._lease_ms / 3000)
+                try:
+                    held = await self._jobs.renew(job.id, job.v, now_ms() + self._lease_ms)
+                except StoreUnavailable as exc:
+                    log.warning("job lease not renewed", job=job.id, error=str(exc))
+                    continue
+                if not held:  # replaced, cancelled, or the lease ran out: another run may start
+                    log.warning("job lease lost while running", job=job.id, kind=job.kind)
+                    return
 
     async def _failed(self, job: Job, exc: Exception) -> None:
         attempts = job.attempts + 1

@@ -46,6 +46,10 @@ class JobStore:
     async def retry(self, job_id: str, version: str, due_ms: int, spec: bytes) -> bool:
         return bool(await self._run("jobs_finish", [job_id, "retry", version, due_ms, spec]))
 
+    async def renew(self, job_id: str, version: str, lease_until_ms: int) -> bool:
+        """Extend the lease of a job this node is running; False if it no longer holds it."""
+        return bool(await self._run("jobs_finish", [job_id, "renew", version, lease_until_ms]))
+
     async def cancel(self, job_id: str) -> bool:
         return bool(await self._run("jobs_finish", [job_id, "cancel", ""]))
 

@@ -163,3 +163,38 @@ async def test_moving_the_start_starts_the_reminders_over_and_ending_cancels_the
         nursery.cancel_scope.cancel()
     reminders = await events_of(redis_url, room, "reminder.due")
     assert [e.data["starts_at"] for e in reminders] == [first]
+
+
+async def test_a_job_longer_than_its_lease_runs_once_while_another_node_polls(
+    redis_url: str,
+) -> None:
+    """The running node renews the lease, so the other node never claims the job meanwhile;
+    once the job is done, nothing runs it again."""
+    runs: list[str] = []
+
+    async def slow(job: Any) -> None:
+        runs.append(job.id)
+        await trio.sleep(1.5)  # five leases of 0.3 s
+
+    async with open_redis(redis_url) as redis:
+        jobs = JobStore(redis)
+        first, second = (
+            Scheduler(jobs, poll_s=0.05, lease_s=0.3),
+            Scheduler(jobs, poll_s=0.05, lease_s=0.3),
+        )
+        for scheduler in (first, second):
+            scheduler.register("slow", slow)
+        job = await first.schedule("slow-job", "slow", "room-x", 0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(first.run)
+            await wait_for(lambda: _ran(runs))
+            await nursery.start(second.run)
+            await trio.sleep(2.0)  # past the job's end: done, not due again
+            nursery.cancel_scope.cancel()
+        assert runs == [job.id]
+        assert await jobs.due_at(job.id) is None
+        assert not await redis.zscore(keys.JOBS_LEASED, job.id)
+
+
+async def _ran(runs: list[str]) -> bool:
+    return bool(runs)
