@@ -84,6 +84,12 @@ class Config:
     socket_send_buffer: int = _opt(
         0, "SO_SNDBUF of viewer sockets in bytes; 0 leaves it to the kernel's autotuning"
     )
+    read_wakeups_per_pass: int = _opt(
+        32,
+        "viewer connections woken per scheduler pass when many are readable at once (a "
+        "stampede); the rest wait their turn in arrival order, so Redis replies are not starved "
+        "behind thousands of reads. 0: each connection waits on trio's wait_readable instead",
+    )
     heartbeat_interval_s: float = _opt(15.0, "server ping interval")
     heartbeat_timeout_s: float = _opt(
         45.0, "a viewer silent (no frame, no pong) this long is closed"

@@ -48,6 +48,7 @@ from engine.gateway.handshake import (
     send_all,
     upgrade_params,
 )
+from engine.gateway.readiness import ReadinessHub
 from engine.identity import Identity, TokenVerifier
 from engine.metrics import Metrics
 from engine.presence import Presence
@@ -108,6 +109,7 @@ class Gateway:
         self._conn_ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._accepting = trio.CancelScope()
+        self.reads: ReadinessHub | None = None  # set while serving (read_wakeups_per_pass > 0)
 
     # --- serving -------------------------------------------------------------------------
 
@@ -124,6 +126,9 @@ class Gateway:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self.config.read_wakeups_per_pass > 0:
+                    self.reads = ReadinessHub(self.config.read_wakeups_per_pass)
+                    await nursery.start(self.reads.run)
                 nursery.start_soon(self._heartbeat_loop)
                 task_status.started(lsock.getsockname()[1])
                 with self._accepting:
@@ -223,6 +228,8 @@ class Gateway:
         finally:
             if conn is not None:
                 await self._cleanup(conn)
+            if self.reads is not None:
+                self.reads.forget(sock)
             trio.lowlevel.notify_closing(sock)
             sock.close()
 
@@ -303,8 +310,10 @@ class Gateway:
         hard_limit = self.config.hard_message_bytes
         parts: list[str | bytes] = []
         size, oversize = 0, False
+        reads = self.reads
+        wait_readable = trio.lowlevel.wait_readable if reads is None else reads.wait_readable
         while True:
-            await trio.lowlevel.wait_readable(sock)
+            await wait_readable(sock)
             try:
                 data = sock.recv(RECV_BYTES)
             except BlockingIOError:
@@ -313,6 +322,8 @@ class Gateway:
                 return
             if not data:
                 return
+            if len(data) == RECV_BYTES and reads is not None:
+                reads.more(sock)
             conn.last_seen = trio.current_time()
             ws.receive_data(data)
             for event in ws.events():

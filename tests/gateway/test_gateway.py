@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+from functools import partial
+
 import pytest
 import trio
 from wsproto.events import TextMessage
@@ -359,3 +362,29 @@ async def test_a_bug_serving_one_viewer_closes_that_viewer_not_the_node(
         assert code == 1011 and "internal" in reason
         await b.send(type="danmaku", text="still here", rid=2)
         assert (await b.answer(2))["ok"] and await b.chat_texts(1) == ["still here"]
+
+
+@pytest.mark.parametrize("per_pass", [0, 2])
+async def test_a_stampede_of_viewers_is_read_whole_with_or_without_the_readiness_hub(
+    start_engine: StartEngine, room: str, per_pass: int
+) -> None:
+    """Many viewers readable at once: with `read_wakeups_per_pass` 2 the hub wakes two
+    connections per scheduler pass and the rest wait their turn; with 0 each connection waits on
+    trio by itself. Either way every message is read and answered."""
+    engine = await start_engine(read_wakeups_per_pass=per_pass)
+    url = engine.address.ws_url  # type: ignore[union-attr]
+    async with AsyncExitStack() as stack:
+        viewers = [await stack.enter_async_context(viewer(url, engine.mint_token(f"v{i}", room)))
+                   for i in range(24)]  # fmt: skip
+        async with trio.open_nursery() as nursery:
+            for i, v in enumerate(viewers):
+                nursery.start_soon(partial(v.send, type="danmaku", text=f"at once {i}", rid=i))
+        answers = [await v.answer(i) for i, v in enumerate(viewers)]
+        assert all(answer["ok"] for answer in answers)
+        texts = await viewers[0].chat_texts(24)
+        assert sorted(texts) == sorted(f"at once {i}" for i in range(24))
+    hub = engine._services.gateway.reads  # type: ignore[union-attr]
+    if per_pass:
+        assert hub is not None and 1 <= hub.most_woken <= per_pass
+    else:
+        assert hub is None
