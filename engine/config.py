@@ -84,6 +84,13 @@ class Config:
     socket_send_buffer: int = _opt(
         0, "SO_SNDBUF of viewer sockets in bytes; 0 leaves it to the kernel's autotuning"
     )
+    fanout_members_per_pass: int = _opt(
+        500,
+        "a room with more viewers on this node has each frame written to this many of them per "
+        "scheduler pass, so reads and Redis replies go on while 10,000 writes are under way "
+        "(the frame still reaches exactly the viewers the room had when it was sent, in order). "
+        "0: every frame written to all at once",
+    )
     read_wakeups_per_pass: int = _opt(
         32,
         "viewer connections woken per scheduler pass when many are readable at once (a "

@@ -4,11 +4,19 @@ recent history, and delivery.
 Hot path: `send` encodes a message once per codec in use and hands the same bytes to every
 member; a member's `deliver` is synchronous (a non-blocking socket write or a queue append), so
 fan-out never awaits per connection.
+
+A room bigger than `per_pass` members is written `per_pass` members per scheduler pass by a
+drain task, so one frame to 10,000 viewers (a sold-out popup, a hot room's tick) does not stop
+the node's reads and Redis replies for the 100-200 ms its writes take. Each frame goes to the
+members the room had when it was sent (a later joiner has it in its replay: the position moved
+then), in order: while frames wait, later ones queue behind them; a member that left meanwhile
+is skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgpack
@@ -29,6 +37,7 @@ log = structlog.get_logger("engine.fanout")
 
 Frame = tuple[bytes, FrameKind, "str | None"]  # encoded frame, drop policy, counter key
 PopupHook = Callable[[str, dict[str, Any]], None]  # (room, popup item)
+Spawn = Callable[[Callable[[], Awaitable[None]]], None]  # start a task (the registry's nursery)
 
 
 class Sink(Protocol):
@@ -42,9 +51,31 @@ class Sink(Protocol):
         """Several frames at once (`joined`: their bytes end to end, for one write)."""
 
 
+class _Pending:
+    """Frames of one codec waiting for the members they were sent to (from `done` on)."""
+
+    __slots__ = ("codec", "done", "frames", "joined", "sinks")
+
+    def __init__(self, codec: Codec, sinks: list[Sink], frames: list[Frame], joined: bytes) -> None:
+        self.codec, self.sinks, self.frames, self.joined = codec, sinks, frames, joined
+        self.done = 0
+
+
+def _write(sinks: Any, frames: list[Frame], joined: bytes) -> None:
+    if len(frames) == 1:
+        frame, kind, key = frames[0]
+        for sink in sinks:
+            sink.deliver(frame, kind, key)
+    else:
+        for sink in sinks:
+            sink.deliver_all(frames, joined)
+
+
 class LocalRoom:
     __slots__ = (
+        "_backlog",
         "_by_codec",
+        "_draining",
         "broadcaster",
         "changed",
         "degraded",
@@ -55,9 +86,11 @@ class LocalRoom:
         "joining",
         "lock",
         "on_popup",
+        "per_pass",
         "phrases",
         "sequencer",
         "size",
+        "spawn",
         "stats",
         "subscribed",
         "too_old_upto",
@@ -70,8 +103,15 @@ class LocalRoom:
         stats: NodeStats,
         history_size: int,
         on_popup: PopupHook | None = None,
+        *,
+        spawn: Spawn | None = None,
+        per_pass: int = 0,
     ) -> None:
         self.id = room_id
+        self.spawn = spawn  # None or per_pass 0: every frame written at once, whatever the size
+        self.per_pass = per_pass
+        self._backlog: deque[_Pending] = deque()
+        self._draining = False
         self.on_popup = on_popup  # told of each popup delivered (anti-fraud: when a sale showed)
         self.broadcaster = broadcaster
         self.stats = stats
@@ -118,36 +158,73 @@ class LocalRoom:
 
     # --- delivery ------------------------------------------------------------------------
 
+    @property
+    def backlogged(self) -> bool:
+        """Frames are still being written to members (its tick waits: chat keeps gathering)."""
+        return bool(self._backlog)
+
     def send(self, out: Outgoing) -> None:
-        # Hot path: one encode per codec, then a flat loop of synchronous deliveries.
-        kind, key, stats = out.kind, out.key, self.stats
-        for codec, members in self._by_codec.items():
-            if not members:
-                continue
-            frame = encode_frame(codec, out.message)
-            for sink in members:
-                sink.deliver(frame, kind, key)
-            stats.frames_sent += len(members)
-            stats.bytes_sent += len(members) * len(frame)
+        self._send([out])
 
     def send_all(self, outs: list[Outgoing]) -> None:
         """A tick's frames (online, chat, likes, counters...): one write per member for all of
         them, since a send costs the kernel about the same whatever its size."""
-        if len(outs) == 1:
-            self.send(outs[0])
-        elif outs:
-            stats = self.stats
-            for codec, members in self._by_codec.items():
-                if not members:
-                    continue
+        if outs:
+            self._send(outs)
+            self._moved()
+
+    def _send(self, outs: list[Outgoing]) -> None:
+        # Hot path: one encode per codec, then a flat loop of synchronous deliveries (now, or
+        # per_pass members per scheduler pass in a big room).
+        stats = self.stats
+        later = bool(self._backlog) or (self.spawn is not None and 0 < self.per_pass < self.size)
+        for codec, members in self._by_codec.items():
+            if not members:
+                continue
+            if len(outs) == 1:
+                out = outs[0]
+                frame = encode_frame(codec, out.message)
+                frames: list[Frame] = [(frame, out.kind, out.key)]
+                joined = frame
+            else:
                 frames = [(encode_frame(codec, out.message), out.kind, out.key) for out in outs]
                 joined = b"".join(frame for frame, _, _ in frames)
-                for sink in members:
-                    sink.deliver_all(frames, joined)
-                stats.frames_sent += len(members) * len(frames)
-                stats.bytes_sent += len(members) * len(joined)
-        if outs:
-            self._moved()
+            stats.frames_sent += len(members) * len(frames)
+            stats.bytes_sent += len(members) * len(joined)
+            if later:
+                self._backlog.append(_Pending(codec, list(members), frames, joined))
+            else:
+                _write(members, frames, joined)
+        if self._backlog and not self._draining:
+            self._start_drain()
+
+    def _start_drain(self) -> None:
+        assert self.spawn is not None
+        self._draining = True
+        try:
+            self.spawn(self._drain)
+        except RuntimeError:  # the node is stopping (its nursery is closed): write them now
+            self._draining = False
+            while self._backlog:
+                pending = self._backlog.popleft()
+                current = self._by_codec.get(pending.codec, {})
+                _write([s for s in pending.sinks[pending.done :] if s in current],
+                       pending.frames, pending.joined)  # fmt: skip
+
+    async def _drain(self) -> None:
+        try:
+            while self._backlog:
+                pending = self._backlog[0]
+                current = self._by_codec.get(pending.codec, {})
+                end = pending.done + self.per_pass
+                chunk = [sink for sink in pending.sinks[pending.done : end] if sink in current]
+                _write(chunk, pending.frames, pending.joined)
+                pending.done = end
+                if end >= len(pending.sinks):
+                    self._backlog.popleft()
+                await trio.lowlevel.checkpoint()  # reads and Redis replies run in between
+        finally:
+            self._draining = False
 
     def tick(self) -> None:
         self.send_all(self.broadcaster.tick())

@@ -111,7 +111,8 @@ class RoomRegistry:
                 max_bytes=self.config.chat_frame_max_bytes,
             )
             room = LocalRoom(room_id, broadcaster, self.stats, self.config.replay_cache_size,
-                             self.on_popup)  # fmt: skip
+                             self.on_popup, spawn=self._spawn,
+                             per_pass=self.config.fanout_members_per_pass)  # fmt: skip
             self.rooms[room_id] = room
             self.metrics.rooms.set(len(self.rooms))
         room.joining += 1
@@ -181,7 +182,8 @@ class RoomRegistry:
             self._spawn(self._resync, room, verdict.epoch, reason)
 
     def _spawn(self, fn: object, *args: object) -> None:
-        assert self._nursery is not None
+        if self._nursery is None:
+            raise RuntimeError("the room registry is not running")
         self._nursery.start_soon(fn, *args)  # type: ignore[arg-type]
 
     async def _fill(self, room: LocalRoom, after: int, upto: int) -> None:
@@ -270,6 +272,8 @@ class RoomRegistry:
             await trio.sleep_until(deadline)
             started = trio.current_time()
             for room in self.rooms.values():
+                if room.backlogged:  # last frames still going out: chat gathers a tick more
+                    continue
                 room.tick()  # empty (lingering) rooms too: their position must keep moving
             histogram.observe(trio.current_time() - started)
 
