@@ -63,6 +63,12 @@ class Config:
     abuse_strikes: int = _opt(20, "protocol errors within abuse_window_s that close the socket")
     abuse_window_s: float = _opt(10.0, "window for counting protocol errors")
     handshake_timeout_s: float = _opt(10.0, "time a new socket has to finish the upgrade")
+    max_concurrent_joins: int = _opt(
+        64,
+        "viewers upgrading and joining at once on this node; more wait their turn (no deadline "
+        "while waiting), so a reconnect storm does not starve the joins' own Redis calls. "
+        "0: no limit",
+    )
     # --- fan-out -------------------------------------------------------------------------
     chat_tick_ms: int = _opt(
         100, "chat coalescing tick; 0 sends every chat message in a frame of its own at once"

@@ -34,6 +34,12 @@ class _StatsCollector(Collector):
             value=s.frames_dropped,
         )
         yield CounterMetricFamily(
+            "engine_history_reads",
+            "Room history ranges read from Redis (gap fills and resumes the node's memory "
+            "did not cover)",
+            value=s.history_reads,
+        )
+        yield CounterMetricFamily(
             "engine_slow_consumer_closes",
             "Viewers closed for staying behind",
             value=s.slow_consumer_closes,
@@ -46,6 +52,16 @@ class Metrics:
         self.registry.register(_StatsCollector(stats))
         r = self.registry
         self.rooms = Gauge("engine_rooms", "Rooms with a bus subscription on this node", registry=r)
+        self.reads_waiting = Gauge(
+            "engine_reads_waiting",
+            "Readable viewer connections waiting for their turn (read_wakeups_per_pass)",
+            registry=r,
+        )
+        self.joins_waiting = Gauge(
+            "engine_joins_waiting",
+            "New connections waiting for a join slot (max_concurrent_joins)",
+            registry=r,
+        )
         self.tick_duration = Histogram(
             "engine_tick_duration_seconds",
             "Time one broadcaster tick over all rooms of the node takes",

@@ -229,6 +229,8 @@ class Engine:
                 admission=lifecycle.admit,
                 guard=guard,
             )
+            self.metrics.reads_waiting.set_function(gateway.reads_waiting)
+            self.metrics.joins_waiting.set_function(gateway.joins_waiting)
             if guard is not None:
                 guard.moderation.kick = gateway.close_user
             lifecycle.evict = lambda room: gateway.close_viewers(

@@ -10,6 +10,7 @@ class NodeStats:
         "connections",
         "frames_dropped",
         "frames_sent",
+        "history_reads",
         "slow_consumer_closes",
     )
 
@@ -19,3 +20,4 @@ class NodeStats:
         self.bytes_sent = 0
         self.frames_dropped = 0
         self.slow_consumer_closes = 0
+        self.history_reads = 0  # reads of a room's history from Redis (gap fills, resumes)

@@ -75,6 +75,9 @@ async def test_metrics_and_health_endpoints(start_engine: StartEngine, room: str
         "engine_frames_dropped_total",
         "engine_slow_consumer_closes_total",
         "engine_tick_duration_seconds_bucket",
+        "engine_history_reads_total",
+        "engine_reads_waiting 0.0",
+        "engine_joins_waiting 0.0",
         'engine_client_errors_total{code="bad_frame"} 1.0',
         'engine_messages_received_total{type="danmaku"} 1.0',
     ):

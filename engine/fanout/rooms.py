@@ -160,6 +160,7 @@ class RoomRegistry:
         self, room: LocalRoom, after: int, upto: int
     ) -> list[tuple[int, bytes]] | None:
         """(after, upto] from Redis, complete and of the room's epoch, or None."""
+        self.stats.history_reads += 1
         epoch, entries = await self.store.history(room.id, after, upto)
         if epoch != room.epoch or [seq for seq, _ in entries] != list(range(after + 1, upto + 1)):
             return None
@@ -190,6 +191,7 @@ class RoomRegistry:
         """Read a gap from the history (retrying while Redis is away) and deliver it."""
         while True:
             try:
+                self.stats.history_reads += 1
                 epoch, entries = await self.store.history(room.id, after, upto)
                 break
             except StoreUnavailable as exc:

@@ -110,6 +110,10 @@ class Gateway:
         self._nursery: trio.Nursery | None = None
         self._accepting = trio.CancelScope()
         self.reads: ReadinessHub | None = None  # set while serving (read_wakeups_per_pass > 0)
+        # Why a bound: thousands of handshakes at once make Trio passes of thousands of tasks,
+        # and a join's Redis reply waits a whole pass per step (5 s timeouts in a storm).
+        joins = config.max_concurrent_joins
+        self._join_slots = trio.Semaphore(joins) if joins > 0 else None
 
     # --- serving -------------------------------------------------------------------------
 
@@ -138,6 +142,13 @@ class Gateway:
                 await trio.sleep_forever()  # the connections we have go on until cancelled
         finally:
             lsock.close()
+
+    def reads_waiting(self) -> int:
+        return 0 if self.reads is None else self.reads.waiting
+
+    def joins_waiting(self) -> int:
+        slots = self._join_slots
+        return 0 if slots is None else slots.statistics().tasks_waiting
 
     async def drain(self, timeout_s: float) -> None:
         """Stop accepting, ask every viewer to reconnect (to another node: it resumes there),
@@ -197,7 +208,12 @@ class Gateway:
     async def _serve_connection(self, sock: socket.socket, addr: Any) -> None:
         conn: ViewerConnection | None = None
         welcomed = False
+        slots = self._join_slots
+        holding = False
         try:
+            if slots is not None:
+                await slots.acquire()
+                holding = True
             with trio.CancelScope(
                 deadline=trio.current_time() + self.config.handshake_timeout_s
             ) as scope:
@@ -210,6 +226,10 @@ class Gateway:
                     )
                     await self._join(conn, params.since, params.epoch)
                     welcomed = True
+                    if holding:
+                        assert slots is not None
+                        slots.release()
+                        holding = False
                     await self._read_loop(conn)
         except HandshakeFailed as exc:
             log.debug("handshake failed", peer=str(addr), error=str(exc))
@@ -226,6 +246,9 @@ class Gateway:
                     conn.forget_queued()
                 conn.close(ErrorCode.INTERNAL, "internal error")
         finally:
+            if holding:
+                assert slots is not None
+                slots.release()
             if conn is not None:
                 await self._cleanup(conn)
             if self.reads is not None:

@@ -49,6 +49,11 @@ class ReadinessHub:
     def __len__(self) -> int:
         return len(self._readers)
 
+    @property
+    def waiting(self) -> int:
+        """Readable connections waiting for their turn."""
+        return len(self._queue)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver readiness until cancelled."""
         task_status.started()

@@ -422,3 +422,35 @@ async def test_a_room_written_two_viewers_per_pass_delivers_everything_in_order(
         first = int(texts[0].split()[1])
         assert texts == [f"paced {i}" for i in range(first, 20)]
         assert first <= 10  # it missed none sent after it joined
+
+
+async def test_joins_beyond_max_concurrent_joins_wait_their_turn_and_all_get_in(
+    start_engine: StartEngine, room: str
+) -> None:
+    """One join slot: a silent socket holds it until its handshake times out (1 s), and a
+    viewer behind it gets its welcome only then; twelve viewers at once all get in, in turn."""
+    engine = await start_engine(max_concurrent_joins=1, handshake_timeout_s=1.0)
+    url = engine.address.ws_url  # type: ignore[union-attr]
+    port = engine.address.ws_port  # type: ignore[union-attr]
+    silent = await trio.open_tcp_stream("127.0.0.1", port)  # connects, never sends a request
+    await trio.sleep(0.1)  # it has the slot
+    started = trio.current_time()
+    async with viewer(url, engine.mint_token("after", room)):
+        waited = trio.current_time() - started
+    assert waited >= 0.8  # it could not join while the slot was held
+    await silent.aclose()
+    welcomed: list[str] = []
+    all_in = trio.Event()
+
+    async def join(i: int) -> None:
+        async with viewer(url, engine.mint_token(f"s{i}", room)) as v:
+            welcomed.append(v.welcome["user"])  # type: ignore[attr-defined]
+            if len(welcomed) == 12:
+                all_in.set()
+            await all_in.wait()  # connected together, not one after another
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for i in range(12):
+                nursery.start_soon(join, i)
+    assert sorted(welcomed) == sorted(f"s{i}" for i in range(12))
