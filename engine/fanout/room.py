@@ -6,11 +6,11 @@ member; a member's `deliver` is synchronous (a non-blocking socket write or a qu
 fan-out never awaits per connection.
 
 With `per_pass` > 0 (config `fanout_members_per_pass`, off by default), a room bigger than
-`per_pass` members is written `per_pass` members per scheduler pass by a drain task, so one frame to 10,000 viewers (a sold-out popup, a hot room's tick) does not stop
-the node's reads and Redis replies for the 100-200 ms its writes take. Each frame goes to the
-members the room had when it was sent (a later joiner has it in its replay: the position moved
-then), in order: while frames wait, later ones queue behind them; a member that left meanwhile
-is skipped.
+`per_pass` members is written `per_pass` members per scheduler pass by a drain task, so one
+frame to 10,000 viewers (a sold-out popup, a hot room's tick) does not stop the node's reads and
+Redis replies for the 100-200 ms its writes take. Each frame goes to the members the room had
+when it was sent (a later joiner has it in its replay: the position moved then), in order: while
+frames wait, later ones queue behind them; a member that left meanwhile is skipped.
 """
 
 from __future__ import annotations
