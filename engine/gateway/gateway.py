@@ -54,7 +54,7 @@ from engine.metrics import Metrics
 from engine.presence import Presence
 from engine.protocol import server
 from engine.protocol.client import Limits, decode_client_message
-from engine.protocol.wsframe import PING_FRAME, encode_frame
+from engine.protocol.wsframe import PING_FRAME, count_frames, encode_frame
 from engine.stats import NodeStats
 from engine.store.store import Store
 
@@ -322,7 +322,10 @@ class Gateway:
                     "max_text_chars": self.limits.max_text_chars,
                     "max_likes": self.limits.max_likes},
         )  # fmt: skip
-        conn.release(encode_frame(conn.codec, welcome) + (joined.replay or b""))
+        frames = encode_frame(conn.codec, welcome) + (joined.replay or b"")
+        conn.release(frames)
+        self.stats.frames_sent += 1 + (count_frames(joined.replay) if joined.replay else 0)
+        self.stats.bytes_sent += len(frames)
         log.info(
             "viewer joined", online=online, codec=conn.codec.name, role=identity.role.value,
             recovery=joined.recovery, since=since, seq=joined.position,

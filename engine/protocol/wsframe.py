@@ -26,3 +26,19 @@ def data_frame(payload: bytes, *, text: bool) -> bytes:
 def encode_frame(codec: Codec, message: dict[str, Any]) -> bytes:
     """A server message as a complete frame in `codec`."""
     return data_frame(codec.encode(message), text=codec.text_frames)
+
+
+def count_frames(data: bytes) -> int:
+    """How many whole server frames `data` holds end to end (a replay blob, for the counters)."""
+    count, i, end = 0, 0, len(data)
+    while i + 2 <= end:
+        length, i = data[i + 1] & 0x7F, i + 2
+        if length == 126:
+            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
+        elif length == 127:
+            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        i += length
+        if i > end:
+            break
+        count += 1
+    return count

@@ -39,10 +39,13 @@ async def test_resume_on_the_other_node_gets_exactly_what_was_missed(
         # the phone is offline; the room goes on
         await send_and_confirm(talker, [f"gap-{i}" for i in range(5)])
         await node_b.push_popup(room, "coupon", {"value": 5})
+        sent_before = node_b.stats.frames_sent
         async with viewer(
             url_b, node_b.mint_token("phone", room), since=since, epoch=epoch
         ) as back:
             assert back.welcome["recovery"] == "resumed"  # type: ignore[attr-defined]
+            # the welcome and the replay (5 danmaku, 1 popup) count as frames sent
+            assert node_b.stats.frames_sent - sent_before >= 1 + 6
             await send_and_confirm(talker, ["after-1"])
             texts = await back.chat_texts(6)
             assert texts == [f"gap-{i}" for i in range(5)] + ["after-1"]

@@ -27,7 +27,7 @@ from engine.protocol import (
 )
 from engine.protocol import server as srv
 from engine.protocol.client import Claim, Click, Follow, Grab, LotteryEnter, Reserve, Unreserve
-from engine.protocol.wsframe import data_frame, encode_frame
+from engine.protocol.wsframe import count_frames, data_frame, encode_frame
 
 LIMITS = Limits(max_message_bytes=4096, max_text_chars=200, max_likes=100)
 
@@ -269,3 +269,11 @@ def test_frames_are_whole_websocket_frames() -> None:
     assert binary[0] == 0x82
     long = data_frame(b"x" * 70000, text=False)
     assert long[1] == 127 and int.from_bytes(long[2:10], "big") == 70000
+
+
+@given(sizes=st.lists(st.sampled_from([0, 1, 125, 126, 127, 65535, 65536, 70000]), max_size=6))
+def test_count_frames_counts_whole_frames_of_every_length_form(sizes: list[int]) -> None:
+    blob = b"".join(data_frame(b"x" * n, text=False) for n in sizes)
+    assert count_frames(blob) == len(sizes)
+    if blob:
+        assert count_frames(blob[:-1]) == len(sizes) - 1  # a cut frame is not counted
