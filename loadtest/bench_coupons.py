@@ -41,8 +41,8 @@ from loadtest.bench_seckill import (
     Clients,
     _stream_back,
     fmt,
+    latency_summary,
     log,
-    pct,
     redis_version,
     wait_quiet,
 )
@@ -120,16 +120,12 @@ class CouponBench(Bench):
         other = self.wait_quiet(ours, clients)
         trio.run(self._drop, redis_url, quantity)
         t0 = time.time() + 1.0  # the popup has reached everyone well before
-        clients.same(("spike", BATCH, t0, opts.spread))
-        time.sleep(max(0.0, t0 - time.time() - 0.2))
-        a = (time.time(), sut.proc.cpu_s(), clients.cpu_s())
-        prof = (self.profiler.start(sut, "engine-stampede", opts.spread + 3) if self.profiler
-                else None)  # fmt: skip
-        time.sleep(max(0.0, t0 + opts.spread - time.time()))
-        clients.wait_answered(ok, opts.drain)
-        b = (time.time(), sut.proc.cpu_s(), clients.cpu_s())
-        if prof is not None:
-            prof.finish()
+        profiler = self.profiler
+        (engine_cpu,), client_cpu = clients.fire_spike(
+            BATCH, t0, opts.spread, ok, opts.drain, lambda: [sut.proc.cpu_s()],
+            (lambda: profiler.start(sut, "engine-stampede", opts.spread + 3)) if profiler
+            else None,
+        )  # fmt: skip
         lat, codes, missing, lost = clients.spike_results()
         check = trio.run(self._check, redis_url, quantity)
         res = {
@@ -141,14 +137,10 @@ class CouponBench(Bench):
             "quantity": quantity,
             "claims_sent": len(lat) + missing,
             "spread_s": opts.spread,
-            "answers": len(lat),
-            "missing": missing,
+            **latency_summary(lat, missing),
             "codes": codes,
-            "p50_ms": pct(lat, 0.50, missing),
-            "p99_ms": pct(lat, 0.99, missing),
-            "max_ms": lat[-1] * 1000 if lat else None,
-            "engine_cpu": 100 * (b[1] - a[1]) / max(1e-9, b[0] - a[0]),
-            "client_cpu": 100 * (b[2] - a[2]) / max(1e-9, b[0] - a[0]),
+            "engine_cpu": engine_cpu,
+            "client_cpu": client_cpu,
             "connections_lost": lost,
             "redis": check,
         }

@@ -111,6 +111,33 @@ class Clients:
                 return
             time.sleep(0.2)
 
+    def fire_spike(
+        self,
+        target: str,
+        t0: float,
+        spread_s: float,
+        want: int,
+        drain_s: float,
+        server_cpu: Callable[[], list[float]],
+        profile: Callable[[], Any] | None = None,
+    ) -> tuple[list[float], float]:
+        """Every viewer sends one request for `target`, spread evenly over `spread_s` from `t0`;
+        waits for `want` answers (or `drain_s`). Returns the servers' CPU % (per process, from
+        just before t0 to the last answer) and the load clients' CPU %; `profile()` starts a
+        recording over the same window (its `finish()` is called)."""
+        self.same(("spike", target, t0, spread_s))
+        time.sleep(max(0.0, t0 - time.time() - 0.2))
+        a = (time.time(), server_cpu(), self.cpu_s())
+        recording = profile() if profile is not None else None
+        time.sleep(max(0.0, t0 + spread_s - time.time()))
+        self.wait_answered(want, drain_s)
+        b = (time.time(), server_cpu(), self.cpu_s())
+        if recording is not None:
+            recording.finish()
+        wall = max(1e-9, b[0] - a[0])
+        servers = [100 * (y - x) / wall for x, y in zip(a[1], b[1], strict=True)]
+        return servers, 100 * (b[2] - a[2]) / wall
+
     def spike_results(self) -> tuple[list[float], dict[str, int], int, dict[str, int]]:
         """A spike's answers from every client process: (sorted latencies, answers by code,
         requests never answered, sockets lost by why)."""
@@ -436,16 +463,13 @@ class Bench:
         t0 = time.time() + 1.0
         trio.run(self._start_spike_sale, redis_url, int(t0 * 1000), stock)
         frames0 = sum(node.engine_counters().get("frames_sent", 0.0) for node in nodes)
-        clients.same(("spike", "spike", t0, opts.spread))
-        time.sleep(max(0.0, t0 - time.time() - 0.2))
-        a = (time.time(), [node.proc.cpu_s() for node in nodes], clients.cpu_s())
-        prof = (self.profiler.start(nodes[0], "engine-spike", opts.spread + 2) if self.profiler
-                else None)  # fmt: skip
-        time.sleep(max(0.0, t0 + opts.spread - time.time()))
-        clients.wait_answered(ok, opts.drain)
-        b = (time.time(), [node.proc.cpu_s() for node in nodes], clients.cpu_s())
-        if prof is not None:
-            prof.finish()
+        profiler = self.profiler
+        engine_cpu, client_cpu = clients.fire_spike(
+            "spike", t0, opts.spread, ok, opts.drain,
+            lambda: [node.proc.cpu_s() for node in nodes],
+            (lambda: profiler.start(nodes[0], "engine-spike", opts.spread + 2)) if profiler
+            else None,
+        )  # fmt: skip
         answers, codes, missing, lost = clients.spike_answers()
         lat = sorted(latency for _, latency, _ in answers)
         kernel_lat = sorted(latency for _, _, latency in answers)
@@ -458,20 +482,14 @@ class Bench:
             "other_cpu_before": other,
             "stock": stock,
             "spread_s": opts.spread,
-            "answers": len(lat),
-            "missing": missing,
+            **latency_summary(lat, missing),
             "codes": codes,
-            "p50_ms": pct(lat, 0.50, missing),
-            "p99_ms": pct(lat, 0.99, missing),
-            "max_ms": lat[-1] * 1000 if lat else None,
             "kernel_p50_ms": pct(kernel_lat, 0.50, missing),
             "kernel_p99_ms": pct(kernel_lat, 0.99, missing),
             "timeline": timeline(answers, t0),
             "nodes": len(nodes),
-            "engine_cpu": [
-                100 * (y - x) / max(1e-9, b[0] - a[0]) for x, y in zip(a[1], b[1], strict=True)
-            ],
-            "client_cpu": 100 * (b[2] - a[2]) / max(1e-9, b[0] - a[0]),
+            "engine_cpu": engine_cpu,
+            "client_cpu": client_cpu,
             "connections_lost": lost,
             "frames_sent_in_spike": sum(
                 node.engine_counters().get("frames_sent", 0.0) for node in nodes
@@ -505,27 +523,20 @@ class Bench:
             )
             other = self.wait_quiet([sut.proc], clients)
             t0 = time.time() + 1.0
-            clients.same(("spike", "spike", t0, opts.spread))
-            time.sleep(max(0.0, t0 - time.time() - 0.2))
-            a = (time.time(), sut.proc.cpu_s(), clients.cpu_s())
-            time.sleep(max(0.0, t0 + opts.spread - time.time()))
-            clients.wait_answered(ok, opts.drain)
-            b = (time.time(), sut.proc.cpu_s(), clients.cpu_s())
+            (server_cpu,), client_cpu = clients.fire_spike(
+                "spike", t0, opts.spread, ok, opts.drain, lambda: [sut.proc.cpu_s()]
+            )
             answers, codes, missing, lost = clients.spike_answers()
             lat = sorted(latency for _, latency, _ in answers)
             res = {
                 "viewers": ok,
                 "other_cpu_before": other,
                 "stock": stock,
-                "answers": len(lat),
-                "missing": missing,
+                **latency_summary(lat, missing),
                 "codes": codes,
-                "p50_ms": pct(lat, 0.50, missing),
-                "p99_ms": pct(lat, 0.99, missing),
-                "max_ms": lat[-1] * 1000 if lat else None,
                 "timeline": timeline(answers, t0),
-                "server_cpu": 100 * (b[1] - a[1]) / max(1e-9, b[0] - a[0]),
-                "client_cpu": 100 * (b[2] - a[2]) / max(1e-9, b[0] - a[0]),
+                "server_cpu": server_cpu,
+                "client_cpu": client_cpu,
                 "connections_lost": lost,
             }
             log(f"   baseline spike: p50 {fmt(res['p50_ms'])} ms, p99 {fmt(res['p99_ms'])} ms, "
@@ -617,6 +628,17 @@ def start_node(first: ServerUnderTest, logdir: Path) -> ServerUnderTest:
         proc.stop()
         raise
     return ServerUnderTest("engine", "engine node", proc, ws_port, None, http_port, argv)
+
+
+def latency_summary(lat: list[float], missing: int) -> dict[str, Any]:
+    """The answer counts and p50/p99/max of a spike's sorted latencies (s), in ms."""
+    return {
+        "answers": len(lat),
+        "missing": missing,
+        "p50_ms": pct(lat, 0.50, missing),
+        "p99_ms": pct(lat, 0.99, missing),
+        "max_ms": lat[-1] * 1000 if lat else None,
+    }
 
 
 def log_timeline(rows: list[dict[str, Any]]) -> None:

@@ -206,25 +206,26 @@ class LocalRoom:
         except RuntimeError:  # the node is stopping (its nursery is closed): write them now
             self._draining = False
             while self._backlog:
-                pending = self._backlog.popleft()
-                current = self._by_codec.get(pending.codec, {})
-                _write([s for s in pending.sinks[pending.done :] if s in current],
-                       pending.frames, pending.joined)  # fmt: skip
+                self._write_next(len(self._backlog[0].sinks))
 
     async def _drain(self) -> None:
         try:
             while self._backlog:
-                pending = self._backlog[0]
-                current = self._by_codec.get(pending.codec, {})
-                end = pending.done + self.per_pass
-                chunk = [sink for sink in pending.sinks[pending.done : end] if sink in current]
-                _write(chunk, pending.frames, pending.joined)
-                pending.done = end
-                if end >= len(pending.sinks):
-                    self._backlog.popleft()
+                self._write_next(self.per_pass)
                 await trio.lowlevel.checkpoint()  # reads and Redis replies run in between
         finally:
             self._draining = False
+
+    def _write_next(self, count: int) -> None:
+        """The oldest waiting frames to their next `count` members (those still in the room)."""
+        pending = self._backlog[0]
+        current = self._by_codec.get(pending.codec, {})
+        end = pending.done + count
+        chunk = [sink for sink in pending.sinks[pending.done : end] if sink in current]
+        _write(chunk, pending.frames, pending.joined)
+        pending.done = end
+        if end >= len(pending.sinks):
+            self._backlog.popleft()
 
     def tick(self) -> None:
         self.send_all(self.broadcaster.tick())

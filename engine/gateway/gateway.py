@@ -63,6 +63,7 @@ log = structlog.get_logger("engine.gateway")
 Admission = Callable[[Identity], Awaitable[None]]  # raises AuthError to refuse
 RECV_BYTES = 65536
 ACCEPT_BATCH = 256
+NO_JOIN_LIMIT = 1 << 30  # max_concurrent_joins 0
 _INF = float("inf")
 
 
@@ -112,8 +113,7 @@ class Gateway:
         self.reads: ReadinessHub | None = None  # set while serving (read_wakeups_per_pass > 0)
         # Why a bound: thousands of handshakes at once make Trio passes of thousands of tasks,
         # and a join's Redis reply waits a whole pass per step (5 s timeouts in a storm).
-        joins = config.max_concurrent_joins
-        self._join_slots = trio.Semaphore(joins) if joins > 0 else None
+        self._join_slots = trio.Semaphore(config.max_concurrent_joins or NO_JOIN_LIMIT)
 
     # --- serving -------------------------------------------------------------------------
 
@@ -147,8 +147,7 @@ class Gateway:
         return 0 if self.reads is None else self.reads.waiting
 
     def joins_waiting(self) -> int:
-        slots = self._join_slots
-        return 0 if slots is None else slots.statistics().tasks_waiting
+        return self._join_slots.statistics().tasks_waiting
 
     async def drain(self, timeout_s: float) -> None:
         """Stop accepting, ask every viewer to reconnect (to another node: it resumes there),
@@ -210,10 +209,9 @@ class Gateway:
         welcomed = False
         slots = self._join_slots
         holding = False
-        try:
-            if slots is not None:
-                await slots.acquire()
-                holding = True
+        try:  # the wait for a slot too: a cancel there must still close the socket
+            await slots.acquire()
+            holding = True
             with trio.CancelScope(
                 deadline=trio.current_time() + self.config.handshake_timeout_s
             ) as scope:
@@ -226,10 +224,8 @@ class Gateway:
                     )
                     await self._join(conn, params.since, params.epoch)
                     welcomed = True
-                    if holding:
-                        assert slots is not None
-                        slots.release()
-                        holding = False
+                    slots.release()
+                    holding = False
                     await self._read_loop(conn)
         except HandshakeFailed as exc:
             log.debug("handshake failed", peer=str(addr), error=str(exc))
@@ -247,7 +243,6 @@ class Gateway:
                 conn.close(ErrorCode.INTERNAL, "internal error")
         finally:
             if holding:
-                assert slots is not None
                 slots.release()
             if conn is not None:
                 await self._cleanup(conn)

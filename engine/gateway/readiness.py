@@ -28,10 +28,9 @@ _MAX_EVENTS = 1024  # per epoll_wait; the rest come in the next call
 
 
 class _Reader:
-    __slots__ = ("fd", "pending", "queued", "waiter")
+    __slots__ = ("pending", "queued", "waiter")
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    def __init__(self) -> None:
         self.waiter: trio.lowlevel.Task | None = None
         self.pending = False  # readable since it last waited
         self.queued = False  # in the hub's wake queue
@@ -72,7 +71,7 @@ class ReadinessHub:
         fd = sock.fileno()
         reader = self._readers.get(fd)
         if reader is None:
-            reader = self._readers[fd] = _Reader(fd)
+            reader = self._readers[fd] = _Reader()
             # ADD reports bytes already queued, so nothing sent before now is missed
             self._epoll.register(fd, _EVENTS)
         if reader.pending:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from engine.fanout.broadcaster import Outgoing, RoomBroadcaster
 from engine.fanout.outbox import FrameKind
 from engine.fanout.room import LocalRoom
-from engine.protocol.codec import JSON, MSGPACK
+from engine.protocol.codec import JSON, MSGPACK, Codec
 from engine.stats import NodeStats
 from tests.fanout.test_broadcaster import FakeSink, payload
 
@@ -26,6 +26,14 @@ def big_room(nursery: trio.Nursery | None, per_pass: int) -> LocalRoom:
                      per_pass=per_pass)  # fmt: skip
     room.sequencer.start("e1", 0)
     return room
+
+
+def joined(room: LocalRoom, n: int, codec: Codec = JSON) -> list[FakeSink]:
+    """`n` new members of `room`."""
+    sinks = [FakeSink(codec) for _ in range(n)]
+    for sink in sinks:
+        room.add(sink)
+    return sinks
 
 
 def popup(n: int) -> Outgoing:
@@ -45,9 +53,7 @@ async def test_a_big_room_is_written_a_few_members_per_pass_while_other_tasks_ru
     passes: list[int] = []  # how many members had the frame at each turn of another task
     async with trio.open_nursery() as nursery:
         room = big_room(nursery, per_pass=3)
-        sinks = [FakeSink(JSON) for _ in range(10)]
-        for sink in sinks:
-            room.add(sink)
+        sinks = joined(room, 10)
 
         async def watcher() -> None:
             while len(passes) < 6:
@@ -67,9 +73,7 @@ async def test_a_big_room_is_written_a_few_members_per_pass_while_other_tasks_ru
 async def test_a_small_room_is_written_at_once() -> None:
     async with trio.open_nursery() as nursery:
         room = big_room(nursery, per_pass=3)
-        sinks = [FakeSink(JSON) for _ in range(3)]
-        for sink in sinks:
-            room.add(sink)
+        sinks = joined(room, 3)
         room.send(popup(1))
         assert all(numbers(s) == [1] for s in sinks) and not room.backlogged
 
@@ -77,9 +81,7 @@ async def test_a_small_room_is_written_at_once() -> None:
 async def test_members_get_what_was_sent_while_they_were_members_in_order() -> None:
     async with trio.open_nursery() as nursery:
         room = big_room(nursery, per_pass=2)
-        early = [FakeSink(JSON) for _ in range(5)] + [FakeSink(MSGPACK) for _ in range(2)]
-        for sink in early:
-            room.add(sink)
+        early = joined(room, 5) + joined(room, 2, MSGPACK)
         room.send(popup(1))
         late = FakeSink(JSON)  # joins after frame 1 was sent: its replay has it, not the room
         room.add(late)
@@ -97,9 +99,7 @@ async def test_members_get_what_was_sent_while_they_were_members_in_order() -> N
 
 async def test_without_a_running_nursery_frames_are_written_at_once() -> None:
     room = big_room(None, per_pass=2)
-    sinks = [FakeSink(JSON) for _ in range(5)]
-    for sink in sinks:
-        room.add(sink)
+    sinks = joined(room, 5)
     room.send(popup(1))
     assert all(numbers(s) == [1] for s in sinks)
 
@@ -107,9 +107,7 @@ async def test_without_a_running_nursery_frames_are_written_at_once() -> None:
 async def test_a_closed_nursery_gets_the_waiting_frames_written_at_once() -> None:
     async with trio.open_nursery() as nursery:
         room = big_room(nursery, per_pass=2)
-    sinks = [FakeSink(JSON) for _ in range(5)]
-    for sink in sinks:
-        room.add(sink)
+    sinks = joined(room, 5)
     room.send(popup(1))  # the drain task cannot start any more
     assert all(numbers(s) == [1] for s in sinks) and not room.backlogged
 

@@ -35,6 +35,13 @@ async def running(hub: ReadinessHub) -> AsyncIterator[trio.Nursery]:
         nursery.cancel_scope.cancel()
 
 
+async def read_when_ready(hub: ReadinessHub, sock: socket.socket, size: int = 100) -> bytes:
+    """What `sock` has once the hub says it is readable (failing after 5 s)."""
+    with trio.fail_after(5):
+        await hub.wait_readable(sock)
+    return sock.recv(size)
+
+
 async def test_a_waiting_reader_wakes_when_bytes_arrive() -> None:
     hub = ReadinessHub(per_pass=4)
     with socket_pairs(1) as [(ours, theirs)]:
@@ -43,9 +50,7 @@ async def test_a_waiting_reader_wakes_when_bytes_arrive() -> None:
                 await hub.wait_readable(ours)
             assert idle.cancelled_caught  # nothing sent: no wake-up
             theirs.send(b"hello")
-            with trio.fail_after(5):
-                await hub.wait_readable(ours)
-            assert ours.recv(100) == b"hello"
+            assert await read_when_ready(hub, ours) == b"hello"
 
 
 async def test_bytes_sent_before_the_first_wait_are_not_missed() -> None:
@@ -53,9 +58,7 @@ async def test_bytes_sent_before_the_first_wait_are_not_missed() -> None:
     with socket_pairs(1) as [(ours, theirs)]:
         theirs.send(b"early")
         async with running(hub):
-            with trio.fail_after(5):
-                await hub.wait_readable(ours)
-            assert ours.recv(100) == b"early"
+            assert await read_when_ready(hub, ours) == b"early"
 
 
 async def test_bytes_arriving_while_the_reader_is_busy_are_remembered() -> None:
@@ -64,14 +67,10 @@ async def test_bytes_arriving_while_the_reader_is_busy_are_remembered() -> None:
     with socket_pairs(1) as [(ours, theirs)]:
         async with running(hub):
             theirs.send(b"one")
-            with trio.fail_after(5):
-                await hub.wait_readable(ours)
-            assert ours.recv(100) == b"one"
+            assert await read_when_ready(hub, ours) == b"one"
             theirs.send(b"two")  # arrives while "handling" the first read
             await trio.sleep(0.05)  # the hub sees the edge while no one waits
-            with trio.fail_after(5):
-                await hub.wait_readable(ours)
-            assert ours.recv(100) == b"two"
+            assert await read_when_ready(hub, ours) == b"two"
 
 
 async def test_a_full_read_says_more_and_the_next_wait_returns_without_a_new_edge() -> None:
@@ -79,13 +78,11 @@ async def test_a_full_read_says_more_and_the_next_wait_returns_without_a_new_edg
     with socket_pairs(1) as [(ours, theirs)]:
         async with running(hub):
             theirs.send(b"x" * 200)
-            with trio.fail_after(5):
-                await hub.wait_readable(ours)
-            assert ours.recv(100) == b"x" * 100  # a full buffer: more may be queued
+            # a full buffer: more may be queued
+            assert await read_when_ready(hub, ours) == b"x" * 100
             hub.more(ours)
-            with trio.fail_after(5):
-                await hub.wait_readable(ours)  # no new bytes arrive: only `more` can wake it
-            assert ours.recv(100) == b"x" * 100
+            # no new bytes arrive: only `more` can wake it
+            assert await read_when_ready(hub, ours) == b"x" * 100
 
 
 @pytest.mark.parametrize("per_pass", [1, 8])
@@ -120,11 +117,8 @@ async def test_a_cancelled_waiter_leaves_the_hub_working_for_the_others() -> Non
                 await hub.wait_readable(a)  # cancelled while parked
             a_peer.send(b"late")  # readiness for a cancelled reader is kept for its next wait
             b_peer.send(b"b")
-            with trio.fail_after(5):
-                await hub.wait_readable(b)
-                assert b.recv(10) == b"b"
-                await hub.wait_readable(a)
-                assert a.recv(10) == b"late"
+            assert await read_when_ready(hub, b, 10) == b"b"
+            assert await read_when_ready(hub, a, 10) == b"late"
 
 
 async def test_a_forgotten_socket_gets_no_events_and_its_fd_number_can_be_reused() -> None:
@@ -145,9 +139,7 @@ async def test_a_forgotten_socket_gets_no_events_and_its_fd_number_can_be_reused
                     await hub.wait_readable(new)
                 assert idle.cancelled_caught  # old's pending readiness is not new's
             new_peer.send(b"fresh")
-            with trio.fail_after(5):
-                await hub.wait_readable(new)
-            assert new.recv(10) == b"fresh"
+            assert await read_when_ready(hub, new, 10) == b"fresh"
 
 
 async def test_eof_wakes_the_reader() -> None:
@@ -155,6 +147,4 @@ async def test_eof_wakes_the_reader() -> None:
     with socket_pairs(1) as [(ours, theirs)]:
         async with running(hub):
             theirs.shutdown(socket.SHUT_WR)
-            with trio.fail_after(5):
-                await hub.wait_readable(ours)
-            assert ours.recv(10) == b""
+            assert await read_when_ready(hub, ours, 10) == b""
